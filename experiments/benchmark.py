@@ -1,0 +1,61 @@
+r"""Benchmarks: each figure is a ratio against a peer measured in the same run.
+
+    python -m experiments.benchmark                  # every section
+    python -m experiments.benchmark --only optim     # one section
+    python -m experiments.benchmark --only models,train --quick
+
+Prints a table, then one JSON line per measurement (prefix `BENCH `), so
+results can be grepped out of logs. Sections: optim (first-order updates vs
+optax), lbfgs (minimize vs scipy), models (forward/train step vs HuggingFace
+PyTorch), train (trainer loop vs bare step, input pipeline), seg (SegFormer-B0
+train step vs HuggingFace).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+SECTIONS = {
+    'optim': 'experiments.benchmarks.optim',
+    'lbfgs': 'experiments.benchmarks.lbfgs',
+    'models': 'experiments.benchmarks.models',
+    'train': 'experiments.benchmarks.train',
+    'seg': 'experiments.benchmarks.seg',
+}
+
+_ONLY = flags.DEFINE_list('only', list(SECTIONS), f'Sections to run, of {list(SECTIONS)}.')
+_QUICK = flags.DEFINE_bool('quick', False, 'Smaller sizes and fewer repeats (smoke run).')
+
+
+def format_table(rows: list[dict]) -> str:
+  header = f'{"section":<8} {"measurement":<44} {"ours":>12} {"peer":>12} {"unit":<10} {"ratio":>7}  peer'
+  lines = [header, '-' * len(header)]
+  for r in rows:
+    lines.append(f'{r["section"]:<8} {r["name"]:<44} {r["ours"]:>12.4g} {r["peer"]:>12.4g} '
+                 f'{r["unit"]:<10} {r["ratio"]:>7.3f}  {r["peer_name"]}')
+  return '\n'.join(lines)
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  unknown = [s for s in _ONLY.value if s not in SECTIONS]
+  if unknown:
+    print(f'Unknown benchmark section(s) {unknown}; valid: {", ".join(SECTIONS)}',
+          file=sys.stderr)
+    sys.exit(2)
+  rows = []
+  for section in _ONLY.value:
+    module = importlib.import_module(SECTIONS[section])
+    for m in module.run(quick=_QUICK.value):
+      rows.append(m.as_dict())
+      print('BENCH ' + json.dumps(rows[-1]), flush=True)
+  print('\nratio > 1: ours is faster (time ratio peer/ours, or throughput ours/peer)')
+  print(format_table(rows))
+
+
+if __name__ == '__main__':
+  app.run(main)

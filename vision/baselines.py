@@ -1,0 +1,2 @@
+"""Placeholder until the baselines family lands; the registry imports MODELS."""
+MODELS = {}

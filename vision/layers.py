@@ -1,0 +1,72 @@
+"""Layers shared by the transformer families (ViT, Swin, PVT, MiT).
+
+Conventions: NHWC / [B, tokens, C] inputs; parameters are float32
+(`param_dtype`), computation runs in `dtype`; randomness (dropout, drop path)
+comes from the 'dropout' rng stream and only when `deterministic=False`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# torch.nn.Linear / Conv2d initialise with trunc_normal(0.02) in the reference
+# ViT/Swin/PVT/SegFormer code; biases start at zero, LayerNorm at (1, 0).
+dense_init = nn.initializers.truncated_normal(stddev=0.02)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU, x·Φ(x) with the erf CDF (timm/HF default; flax's is tanh)."""
+  return nn.gelu(x, approximate=False)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth (Huang et al. 2016): per-sample residual-branch dropout.
+
+  y = x · b / (1 − r) with one Bernoulli(1 − r) draw b per example, so the
+  expected output equals x.
+  """
+  rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, shape)
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class Mlp(nn.Module):
+  """Transformer MLP: fc1 → exact GELU → dropout → fc2 → dropout."""
+  hidden_dim: int
+  out_dim: Optional[int] = None
+  drop_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+    out_dim = self.out_dim or x.shape[-1]
+    x = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=dense_init, name='fc1')(x)
+    x = gelu(x)
+    x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
+    x = nn.Dense(out_dim, dtype=self.dtype, kernel_init=dense_init, name='fc2')(x)
+    return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                          bias: Optional[jax.Array] = None) -> jax.Array:
+  """softmax(QKᵀ/√d + B)·V over [B, T, heads, head_dim] tensors.
+
+  Goes through `jax.nn.dot_product_attention` so XLA (or cuDNN's fused kernel
+  on GPU) picks the implementation; the softmax runs in float32 whatever the
+  compute dtype. `bias` broadcasts to [B, heads, T, S].
+  """
+  if bias is not None:
+    bias = bias.astype(q.dtype)
+  return jax.nn.dot_product_attention(q, k, v, bias=bias)

@@ -1,0 +1,2 @@
+"""Placeholder until the mit family lands; the registry imports MODELS."""
+MODELS = {}

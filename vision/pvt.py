@@ -1,0 +1,2 @@
+"""Placeholder until the pvt family lands; the registry imports MODELS."""
+MODELS = {}

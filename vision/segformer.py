@@ -1,0 +1,2 @@
+"""Placeholder until the segformer family lands; the registry imports MODELS."""
+MODELS = {}

@@ -1,0 +1,2 @@
+"""Placeholder until the swin family lands; the registry imports MODELS."""
+MODELS = {}

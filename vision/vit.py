@@ -1,0 +1,2 @@
+"""Placeholder until the vit family lands; the registry imports MODELS."""
+MODELS = {}

@@ -1,0 +1,16 @@
+"""Checkpoint converters, one module per family.
+
+Each family module (`vision/weights/<family>.py`) provides:
+
+  detect(tensors) -> str | None
+      the naming convention of a flat {key: array} checkpoint
+      ('hf', 'timm' or 'original'), or None when it is not this family's.
+  num_classes(tensors, fmt) -> int | None
+      the classifier width stored in the checkpoint (None: no head).
+  to_flax(tensors, fmt, module) -> dict
+      the flax variables ({'params': ..., 'batch_stats': ...}) for `module`,
+      doing every layout change (Linear transpose, OIHW→HWIO, depthwise,
+      fused qkv/kv splits) and resizing position embeddings to the module's
+      img_size. Keys it does not use are returned under the top-level
+      '__unused__' entry so the loader can report them.
+"""
