@@ -1,0 +1,2 @@
+"""Second-order methods; filled by the second-order work. OPTIMIZERS extends optim.create."""
+OPTIMIZERS = {}
