@@ -70,3 +70,25 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   if bias is not None:
     bias = bias.astype(q.dtype)
   return jax.nn.dot_product_attention(q, k, v, bias=bias)
+
+
+def to_2tuple(size: Any, name: str = 'img_size') -> tuple[int, int]:
+  """`size` as (height, width); an int means a square. ValueError if not positive."""
+  pair = (size, size) if isinstance(size, int) else tuple(size)
+  if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
+    raise ValueError(f'{name} must be a positive int or (height, width) pair, got {size!r}.')
+  return pair
+
+
+def check_image_shape(x: Any, img_size: Any, in_chans: int, model: str) -> None:
+  """Raises a ValueError unless `x` is a [B, H, W, in_chans] batch at img_size.
+
+  Runs on static shapes, so a misfit fails at trace time, before compilation.
+  """
+  size = to_2tuple(img_size)
+  if x.ndim != 4 or tuple(x.shape[1:]) != (*size, in_chans):
+    raise ValueError(
+        f'{model} expects images of shape [batch, {size[0]}, {size[1]}, {in_chans}] '
+        f'(NHWC, img_size={img_size!r}, in_chans={in_chans}), got {tuple(x.shape)}. '
+        f'Create the model with img_size={tuple(x.shape[1:3]) if x.ndim == 4 else "..."}'
+        f'{f", in_chans={x.shape[-1]}" if x.ndim == 4 else ""} to fit these images.')
