@@ -1,0 +1,78 @@
+"""The data section of an experiment config: every input-pipeline knob.
+
+    cfg = data.default_config()
+    cfg.name = 'cifar10'; cfg.image_size = 32; cfg.augment = 'cifar'
+
+Knobs (all live in one `ml_collections.ConfigDict`, so `--config.data.x=...`
+overrides them from the command line):
+
+- `name`: `'digits'` (scikit-learn's bundled 8x8 digits, no download),
+  `'folder:PATH'` (PATH/<class>/*.png|jpg, classes sorted alphabetically), or
+  any TFDS name (`'cifar10'`, `'cifar100'`, `'imagenet2012'`, ...).
+- `image_size`: side of the square images the model sees. Sources whose
+  images differ are resized bilinearly (half-pixel centres,
+  `align_corners=False`, antialiased when shrinking; the digits' 8x8 grid
+  is upsampled this way).
+- `channels`: `None` keeps the dataset's own (digits: 1); `3` replicates a
+  grey channel; `1` converts RGB to luma (ITU-R 601 weights).
+- `train_split`, `eval_split`: `'train'` / `'test'` (digits, folder) or any
+  TFDS split string (`'train[:90%]'`, `'validation'`). Digits: a deterministic
+  stratified 80/20 split (scikit-learn `train_test_split`, random_state=0):
+  `'train'` has 1437 examples, `'test'` 360.
+- `augment`: `'none'`; `'flip'` (random horizontal flip); `'cifar'` (zero-pad
+  4 pixels on each side, random `image_size` crop, random flip);
+  `'inception'` (random crop of area fraction in [0.08, 1] and aspect ratio
+  in [3/4, 4/3], resized to `image_size`, random flip; evaluation then uses
+  the central 87.5% crop, as in the Inception/DeiT recipes). Randomness is
+  stateless, keyed by (seed, example position in the stream).
+- `mean`, `std`: per-channel tuples applied after scaling pixels to [0, 1]:
+  x <- (x - mean) / std. `None` picks the dataset's published statistics
+  (CIFAR-10/100, ImageNet); digits and folder data compute theirs from the
+  train split; other TFDS datasets use 0.5 / 0.5 (x in [-1, 1]).
+- `shuffle_buffer`: tf.data shuffle buffer for TFDS data (in-memory sources
+  always draw an exact uniform permutation per epoch).
+- `data_dir`: TFDS data directory (`None`: TFDS's default).
+- `cache`: cache decoded TFDS examples in memory after the first epoch.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+AUGMENTATIONS = ('none', 'flip', 'cifar', 'inception')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The default data config: digits at 8x8, no augmentation."""
+  cfg = ml_collections.ConfigDict()
+  cfg.name = 'digits'
+  cfg.image_size = 8
+  cfg.channels = ml_collections.FieldReference(None, field_type=int)
+  cfg.train_split = 'train'
+  cfg.eval_split = 'test'
+  cfg.augment = 'none'
+  cfg.mean = ml_collections.FieldReference(None, field_type=tuple)
+  cfg.std = ml_collections.FieldReference(None, field_type=tuple)
+  cfg.shuffle_buffer = 10_000
+  cfg.data_dir = ml_collections.FieldReference(None, field_type=str)
+  cfg.cache = False
+  return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for knob values no source accepts."""
+  if not isinstance(cfg.name, str) or not cfg.name:
+    raise ValueError(f'data.name={cfg.name!r} is not a dataset name; valid: digits, '
+                     "folder:PATH, or a TFDS name such as 'cifar10'")
+  if not isinstance(cfg.image_size, int) or cfg.image_size < 1:
+    raise ValueError(f'data.image_size={cfg.image_size!r}; must be a positive int')
+  if cfg.channels not in (None, 1, 3):
+    raise ValueError(f'data.channels={cfg.channels!r}; valid: None, 1, 3')
+  if cfg.augment not in AUGMENTATIONS:
+    raise ValueError(f'data.augment={cfg.augment!r}; valid: {", ".join(AUGMENTATIONS)}')
+  if (cfg.mean is None) != (cfg.std is None):
+    raise ValueError(f'data.mean={cfg.mean!r} and data.std={cfg.std!r} must be both set '
+                     'or both None')
+  if cfg.std is not None and any(float(s) <= 0 for s in cfg.std):
+    raise ValueError(f'data.std={cfg.std!r}; every entry must be > 0')
+  if not isinstance(cfg.shuffle_buffer, int) or cfg.shuffle_buffer < 1:
+    raise ValueError(f'data.shuffle_buffer={cfg.shuffle_buffer!r}; must be a positive int')

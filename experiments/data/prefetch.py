@@ -1,0 +1,67 @@
+"""Host-to-device prefetching: batches land on the devices before they are needed.
+
+A background thread prepares host batches (numpy releases the GIL in its
+heavy ops, tf.data runs its own threads) and puts each one on the local
+devices with `jax.device_put_sharded`, splitting the leading axis D over
+them, so the arrays are ready for a `pmap`'d step. Order is preserved and
+`size` bounds how many batches are in flight.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Iterator, Optional, Sequence
+
+import jax
+
+_DONE = object()
+
+
+def _shard(batch: Any, devices: Sequence[jax.Device]) -> Any:
+  return jax.tree_util.tree_map(
+      lambda x: jax.device_put_sharded(list(x), devices), batch)
+
+
+def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
+                       devices: Optional[Sequence[jax.Device]] = None) -> Iterator[Any]:
+  """Yields the batches of `iterator` as device arrays sharded over `devices`.
+
+  Args:
+    iterator: yields pytrees of arrays with leading axis len(devices).
+    size: batches transferred ahead of the consumer (>= 1).
+    devices: defaults to `jax.local_devices()`.
+  """
+  if size < 1:
+    raise ValueError(f'size={size} must be >= 1')
+  devices = list(devices or jax.local_devices())
+  q: queue.Queue = queue.Queue(maxsize=size)
+  stop = threading.Event()
+
+  def producer():
+    try:
+      for batch in iterator:
+        item = _shard(batch, devices)
+        while not stop.is_set():
+          try:
+            q.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if stop.is_set():
+          return
+      q.put(_DONE)
+    except BaseException as e:  # pylint: disable=broad-except  (re-raised in the consumer)
+      q.put(e)
+
+  thread = threading.Thread(target=producer, daemon=True, name='prefetch_to_device')
+  thread.start()
+  try:
+    while True:
+      item = q.get()
+      if item is _DONE:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()
