@@ -91,9 +91,12 @@ def list_split(path: str, split: str) -> tuple[list[str], np.ndarray, list[str]]
 def native_channels(files: Sequence[str], sample: int = 16) -> int:
   """1 if the first `sample` files are all grey, else 3."""
   for f in files[:sample]:
-    with Image.open(f) as im:
-      if im.mode not in _GREY_MODES:
-        return 3
+    try:
+      with Image.open(f) as im:
+        if im.mode not in _GREY_MODES:
+          return 3
+    except (OSError, ValueError) as e:
+      raise ValueError(f'cannot decode image {f!r}: {e}') from e
   return 1
 
 

@@ -2,8 +2,9 @@
 
 A background thread prepares host batches (numpy releases the GIL in its
 heavy ops, tf.data runs its own threads) and puts each one on the local
-devices with `jax.device_put_sharded`, splitting the leading axis D over
-them, so the arrays are ready for a `pmap`'d step. Order is preserved and
+devices with `jax.device_put` and a `NamedSharding` that splits the
+leading axis D over them (what the removed `jax.device_put_sharded` did), so
+the arrays are ready for a `pmap`'d step. Order is preserved and
 `size` bounds how many batches are in flight.
 """
 from __future__ import annotations
@@ -13,13 +14,13 @@ import threading
 from typing import Any, Iterator, Optional, Sequence
 
 import jax
+import numpy as np
 
 _DONE = object()
 
 
-def _shard(batch: Any, devices: Sequence[jax.Device]) -> Any:
-  return jax.tree_util.tree_map(
-      lambda x: jax.device_put_sharded(list(x), devices), batch)
+def _shard(batch: Any, sharding: jax.sharding.Sharding) -> Any:
+  return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), batch)
 
 
 def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
@@ -34,13 +35,16 @@ def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
   if size < 1:
     raise ValueError(f'size={size} must be >= 1')
   devices = list(devices or jax.local_devices())
+  # Leading axis split over the devices: what `pmap` (and `shard_map`) consume.
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ('batch',)),
+                                        jax.sharding.PartitionSpec('batch'))
   q: queue.Queue = queue.Queue(maxsize=size)
   stop = threading.Event()
 
   def producer():
     try:
       for batch in iterator:
-        item = _shard(batch, devices)
+        item = _shard(batch, sharding)
         while not stop.is_set():
           try:
             q.put(item, timeout=0.1)
