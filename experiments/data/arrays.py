@@ -26,6 +26,8 @@ Batch = dict[str, np.ndarray]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _EVAL_CROP = 0.875
+# Splits whose resized float32 images fit in this many bytes are resized once.
+_MAX_CACHE_BYTES = 1 << 30
 
 
 class ArrayPipeline:
@@ -38,6 +40,19 @@ class ArrayPipeline:
     self.mean = np.asarray(mean, np.float32)
     self.std = np.asarray(std, np.float32)
     self.channels = channels
+    # Whole-image offset and scale: broadcasting over a length-C inner axis is slow.
+    shape = (cfg.image_size, cfg.image_size, channels)
+    self._offset = np.broadcast_to(self.mean, shape).copy()
+    self._inv_std = np.broadcast_to(1.0 / self.std, shape).astype(np.float32)
+    self._resized = None
+    n, h, w, c = split.images.shape
+    size = cfg.image_size
+    if (cfg.augment != 'inception' and (h, w) != (size, size)
+        and n * size * size * c * 4 <= _MAX_CACHE_BYTES):
+      # Resizing is deterministic: do it once for the split, not every batch.
+      self._resized = np.concatenate(
+          [aug.resize(split.images[i:i + 512] / np.float32(split.scale), size)
+           for i in range(0, n, 512)])
 
   def preprocess(self, idx: np.ndarray, positions: Optional[np.ndarray], seed: int,
                  train: bool) -> np.ndarray:
@@ -47,7 +62,10 @@ class ArrayPipeline:
     read when `train` is true.
     """
     cfg, size = self.cfg, self.cfg.image_size
-    x = self.split.images[idx].astype(np.float32) / np.float32(self.split.scale)
+    if self._resized is not None:
+      x = self._resized[idx]
+    else:
+      x = self.split.images[idx].astype(np.float32) / np.float32(self.split.scale)
     h, w = x.shape[1:3]
     if cfg.augment == 'inception':
       if train:
@@ -61,8 +79,9 @@ class ArrayPipeline:
       (x,) = aug.pad_crop(x, seed, positions, pad=4)
     if train and cfg.augment != 'none':
       (x,) = aug.flip(x, seed, positions)
-    x = convert_channels(x, self.channels)
-    return (x - self.mean) / self.std
+    out = np.subtract(convert_channels(x, self.channels), self._offset, dtype=np.float32)
+    out *= self._inv_std  # in place: fresh temporaries cost more than the arithmetic
+    return out
 
   def batch(self, idx: np.ndarray, positions: Optional[np.ndarray], seed: int, train: bool,
             num_local_devices: int) -> Batch:
@@ -78,7 +97,7 @@ def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
   if c == channels:
     return x
   if c == 1 and channels == 3:
-    return np.repeat(x, 3, axis=-1)
+    return np.broadcast_to(x, x.shape[:-1] + (3,))  # materialised by the normalization
   if c == 3 and channels == 1:
     return (x @ _LUMA)[..., None]
   raise ValueError(f'cannot convert {c} channels to data.channels={channels}')

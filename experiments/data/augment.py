@@ -59,7 +59,8 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
   if (h, w) == (size, size):
     return images.astype(np.float32, copy=False)
   mh, mw = resize_matrix(h, size), resize_matrix(w, size)
-  return np.einsum('ih,nhwc,jw->nijc', mh, images.astype(np.float32), mw, optimize=True)
+  x = np.ascontiguousarray(images.astype(np.float32).transpose(0, 3, 1, 2))  # [N, C, H, W]
+  return np.ascontiguousarray((mh @ x @ mw.T).transpose(0, 2, 3, 1))
 
 
 def flip(images: np.ndarray, seed: int, positions: np.ndarray,
@@ -84,12 +85,13 @@ def pad_crop(images: np.ndarray, seed: int, positions: np.ndarray, pad: int = 4,
   n, h, w = images.shape[:3]
   dy = np.floor(uniform(seed, positions, stream=1) * (2 * pad + 1)).astype(np.int64)
   dx = np.floor(uniform(seed, positions, stream=2) * (2 * pad + 1)).astype(np.int64)
-  rows = (dy[:, None] + np.arange(h))[:, :, None]
-  cols = (dx[:, None] + np.arange(w))[:, None, :]
   out = []
   for x in (images, *extra):
     padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 3))
-    out.append(padded[np.arange(n)[:, None, None], rows, cols])
+    crops = np.empty_like(x)
+    for i in range(n):  # one slice copy per example beats a fancy-index gather
+      crops[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    out.append(crops)
   return tuple(out)
 
 
