@@ -1,0 +1,87 @@
+r"""Default: a small ViT on scikit-learn's bundled 8×8 digits (no download).
+
+    python -m experiments.main                                  # this config, ./runs/default_<time>
+    python -m experiments.main --config=experiments/configs/default.py --workdir=/tmp/vit_digits
+    python -m experiments.main --config=experiments/configs/default.py:runlocal --workdir=/tmp/smoke
+
+Result (measured on the 2-core CPU development machine): see RESULT below.
+
+ViT with 2×2 patches on the 8×8 digits (16 tokens + class token), AdamW with
+linear warmup and cosine decay, label smoothing 0.1.
+
+Config schema (every experiment config has every key; `--config.<key>=value`
+overrides any of them):
+
+  seed              int; parameters, dropout and data order derive from it.
+  task              'classification' (logits [B, K], labels [B]); see experiments/tasks.py.
+  model.name        a `vision.list_models()` name.
+  model.overrides   keyword overrides for `vision.create_model` (patch_size, depth, ...);
+                    num_classes, in_chans and img_size are filled from the data when absent.
+  data              the input pipeline's ConfigDict (experiments/data/config.py): name
+                    ('digits' | 'folder:PATH' | TFDS name), image_size, channels,
+                    train_split, eval_split, augment, mean, std, shuffle_buffer, data_dir, cache.
+  batch_size        global batch (all devices, all hosts); must divide by devices × accum_steps.
+  eval_batch_size   global eval batch (None: batch_size).
+  total_steps | total_epochs   run length; exactly one is set.
+  optimizer.name    an `optim.create` name; optimizer.learning_rate is the peak learning
+                    rate; every other optimizer.* key is passed to the optimizer (b1, b2,
+                    eps, momentum, weight_decay, ...).
+  schedule.name     an `optim.schedules.create` name (constant, step, exponential,
+                    inverse_time, cosine, linear, inverse_sqrt, poly, ...) peaking at
+                    optimizer.learning_rate; schedule.warmup_steps | warmup_epochs adds a
+                    linear warmup from 0; other schedule.* keys (end_value, boundaries,
+                    factor, rate, power) are passed to it.
+  grad_clip_norm    clip gradients to this global norm (None: off).
+  loss              'softmax_xent' | 'hinge' (multiclass SVM) | 'l2'.
+  label_smoothing   ε of the smoothed targets (softmax_xent, l2).
+  reg.kind          'none' | 'l2' (Σ W²) | 'l1' (Σ |W|) | 'elastic_net' (Σ β W² + |W|):
+                    objective = data loss + λ R(W) (optim.regularizers).
+  reg.strength      λ.  reg.mask: 'kernels' (dense/conv weights) | 'weights' (ndim ≥ 2)
+                    | 'all'.  reg.beta (elastic net) when needed.
+  dtype             'float32' | 'bfloat16' (bf16 compute; parameters and optimizer
+                    state stay float32).
+  accum_steps       gradient accumulation: micro-batches per step on each device.
+  full_batch        whole training set every step, fixed order, no augmentation or
+                    dropout (first- and second-order optimizers, e.g. L-BFGS).
+  log_every, eval_every, checkpoint_every   cadence in steps (0: only at the end).
+  keep_checkpoints  checkpoints kept (the last k).
+  prefetch          batches transferred to the devices ahead of the step.
+  distributed       call jax.distributed.initialize() (multi-host).
+
+Workdir: config.json, metrics.jsonl, events.out.tfevents.*, checkpoints/<step>/,
+curves.png.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import common
+
+RESULT = 'filled in below from a measured run'
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The default config; `runlocal` makes it a smoke run."""
+  args = common.parse_arg(arg, runlocal=False)
+  c = common.base_config()
+  c.seed = 0
+  c.model.name = 'vit_tiny_patch16_224'
+  c.model.overrides = ml_collections.ConfigDict(dict(
+      patch_size=2, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0))
+  c.data.name = 'digits'
+  c.data.image_size = 8
+  c.data.augment = 'none'
+  c.batch_size = 128
+  c.total_steps = 1500
+  c.optimizer.name = 'adamw'
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.weight_decay = 0.05
+  c.schedule.name = 'cosine'
+  c.schedule.warmup_steps = 100
+  c.label_smoothing = 0.1
+  c.log_every = 50
+  c.eval_every = 250
+  c.checkpoint_every = 500
+  if args.runlocal:
+    common.runlocal(c, steps=10, batch_size=64)
+  return c
