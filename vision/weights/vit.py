@@ -1,0 +1,310 @@
+"""ViT and hybrid-ViT checkpoints (HuggingFace transformers, timm) → flax variables.
+
+Naming conventions recognised (detected from the keys):
+
+* 'hf': `ViTForImageClassification` / `ViTModel`, in transformers 5.x naming
+  (`vit.layers.N.attention.{q,k,v,o}_proj`, `vit.layers.N.mlp.fc{1,2}`) or
+  the 4.x naming of the published checkpoints (`vit.encoder.layer.N.
+  attention.attention.{query,key,value}`, `attention.output.dense`,
+  `intermediate.dense`, `output.dense`). The hybrid's stem is a `BitModel`
+  under `vit.embeddings.patch_embeddings.backbone.bit.` (ViTHybrid naming);
+  `convert_bit` maps a bare `BitModel` state dict onto `vision.resnetv2`.
+* 'timm': `VisionTransformer` (`cls_token`, `pos_embed`, `patch_embed.proj`,
+  `blocks.N.attn.qkv` fused [3D, D], `blocks.N.attn.proj`, `blocks.N.mlp.fc{1,2}`,
+  `norm` or `fc_norm`, `head`), hybrids with `patch_embed.backbone.{stem,stages}`.
+
+Layouts: torch Linear weights are [out, in] and flax kernels [in, out]
+(transpose); conv weights OIHW → HWIO; HF's separate q, k, v projections are
+concatenated into our fused `qkv` (rows [q; k; v], as timm stores them).
+Position embeddings are resized to the module's token grid by bicubic
+interpolation of the grid part only (the class token's entry is kept), with
+torch's `interpolate(mode='bicubic', align_corners=False)` kernel (a = −0.75)
+as timm and HF use.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Optional
+
+import numpy as np
+
+_HF_LEGACY = (
+    ('vit.encoder.layer.', 'vit.layers.'),
+    ('attention.attention.query.', 'attention.q_proj.'),
+    ('attention.attention.key.', 'attention.k_proj.'),
+    ('attention.attention.value.', 'attention.v_proj.'),
+    ('attention.output.dense.', 'attention.o_proj.'),
+    ('intermediate.dense.', 'mlp.fc1.'),
+    ('output.dense.', 'mlp.fc2.'),
+)
+_HF_STEM = 'vit.embeddings.patch_embeddings.backbone.bit.'
+_TIMM_STEM = 'patch_embed.backbone.'
+
+
+def detect(tensors: dict[str, np.ndarray]) -> Optional[str]:
+  """'hf' or 'timm' from the key names, None if this is not a ViT checkpoint."""
+  keys = set(tensors)
+  if any(k.startswith(('vit.embeddings.', 'embeddings.patch_embeddings.')) for k in keys):
+    return 'hf'
+  if 'cls_token' in keys and 'pos_embed' in keys and any(
+      k.startswith('patch_embed.') for k in keys):
+    return 'timm'
+  return None
+
+
+def num_classes(tensors: dict[str, np.ndarray], fmt: str) -> Optional[int]:
+  """Rows of the classifier weight (`classifier` in HF, `head` in timm)."""
+  key = 'classifier.weight' if fmt == 'hf' else 'head.weight'
+  return int(tensors[key].shape[0]) if key in tensors else None
+
+
+def _normalise_hf(tensors: dict[str, np.ndarray]) -> dict[str, str]:
+  """{5.x-style name: original key}; adds the `vit.` prefix of bare `ViTModel`s."""
+  names = {}
+  for key in tensors:
+    name = key
+    if name.startswith(('embeddings.', 'encoder.', 'layers.', 'layernorm.', 'pooler.')):
+      name = 'vit.' + name
+    if not name.startswith(_HF_STEM):
+      for old, new in _HF_LEGACY:
+        name = name.replace(old, new)
+    names[name] = key
+  return names
+
+
+class _Reader:
+  """Hands out tensors by canonical name and remembers which were used."""
+
+  def __init__(self, tensors: dict[str, np.ndarray], names: dict[str, str]):
+    self._tensors = tensors
+    self._names = names
+    self.used: set[str] = set()
+
+  def has(self, name: str) -> bool:
+    return name in self._names
+
+  def get(self, name: str) -> Optional[np.ndarray]:
+    if name not in self._names:
+      return None
+    key = self._names[name]
+    self.used.add(key)
+    return np.asarray(self._tensors[key], dtype=np.float32)
+
+  def unused(self) -> list[str]:
+    return sorted(set(self._tensors) - self.used)
+
+
+def _put(tree: dict, path: str, value: Optional[np.ndarray]) -> None:
+  if value is None:
+    return
+  *parents, leaf = path.split('/')
+  for p in parents:
+    tree = tree.setdefault(p, {})
+  tree[leaf] = value
+
+
+def _linear(tree: dict, path: str, w: Optional[np.ndarray], b: Optional[np.ndarray]) -> None:
+  _put(tree, f'{path}/kernel', None if w is None else w.T)
+  _put(tree, f'{path}/bias', b)
+
+
+def _norm(tree: dict, path: str, w: Optional[np.ndarray], b: Optional[np.ndarray]) -> None:
+  _put(tree, f'{path}/scale', w)
+  _put(tree, f'{path}/bias', b)
+
+
+def _conv(w: Optional[np.ndarray]) -> Optional[np.ndarray]:
+  return None if w is None else w.transpose(2, 3, 1, 0)  # OIHW → HWIO
+
+
+def _cat(*parts: Optional[np.ndarray]) -> Optional[np.ndarray]:
+  return None if any(p is None for p in parts) else np.concatenate(parts, axis=0)
+
+
+def bicubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
+  """[n_out, n_in] matrix of torch's 1-D bicubic resize (align_corners=False).
+
+  Output o samples the input at s = (o + ½)·n_in/n_out − ½ with Keys' cubic
+  kernel (a = −0.75) on the four neighbours ⌊s⌋−1…⌊s⌋+2, indices clamped to
+  the border, exactly as `torch.nn.functional.interpolate` does it.
+  """
+  def kernel(d: float) -> float:
+    d = abs(d)
+    if d <= 1:
+      return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
+    if d < 2:
+      return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a
+    return 0.0
+
+  m = np.zeros((n_out, n_in), np.float64)
+  scale = n_in / n_out
+  for o in range(n_out):
+    s = (o + 0.5) * scale - 0.5
+    i0 = math.floor(s)
+    t = s - i0
+    for k in range(-1, 3):
+      m[o, min(max(i0 + k, 0), n_in - 1)] += kernel(k - t)
+  return m
+
+
+def resize_pos_embed(pos: np.ndarray, grid: tuple[int, int], num_prefix: int = 1) -> np.ndarray:
+  """[1, prefix + h·w, D] → [1, prefix + H·W, D]: bicubic on the grid, prefix kept.
+
+  The checkpoint's grid is taken to be square (as every released ViT's is).
+  """
+  prefix, old = pos[:, :num_prefix], pos[0, num_prefix:]
+  side = int(round(math.sqrt(old.shape[0])))
+  if side * side != old.shape[0]:
+    raise ValueError(f'Position embedding with {old.shape[0]} grid entries is not a square grid.')
+  if (side, side) == tuple(grid):
+    return pos
+  old = old.reshape(side, side, -1).astype(np.float64)
+  new = np.einsum('oh,hwd,pw->opd', bicubic_matrix(side, grid[0]), old,
+                  bicubic_matrix(side, grid[1]))
+  return np.concatenate([prefix, new.reshape(1, -1, pos.shape[-1]).astype(pos.dtype)], axis=1)
+
+
+def convert_bit(tensors: dict[str, np.ndarray], prefix: str = '',
+                used: Optional[set[str]] = None) -> dict:
+  """HF `BitModel` (bottleneck, SAME padding) weights under `prefix` → `ResNetV2` params."""
+  params: dict = {}
+  take = lambda k: _take(tensors, prefix + k, used)  # noqa: E731
+  _put(params, 'stem_conv/kernel', _conv(take('embedder.convolution.weight')))
+  _norm(params, 'stem_norm', take('embedder.norm.weight'), take('embedder.norm.bias'))
+  pattern = re.compile(re.escape(prefix) + r'encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)\.weight$')
+  for key in tensors:
+    m = pattern.match(key)
+    if not m:
+      continue
+    i, j, layer = m.groups()
+    block = f'stages_{i}_{j}'
+    base = f'{prefix}encoder.stages.{i}.layers.{j}.{layer}'
+    if layer.startswith('conv') or layer == 'downsample.conv':
+      _put(params, f'{block}/{layer.replace(".", "_")}/kernel', _conv(take(base[len(prefix):] + '.weight')))
+    else:
+      _norm(params, f'{block}/{layer.replace(".", "_")}',
+            take(base[len(prefix):] + '.weight'), take(base[len(prefix):] + '.bias'))
+  return params
+
+
+def _take(tensors: dict[str, np.ndarray], key: str, used: Optional[set[str]]) -> Optional[np.ndarray]:
+  if key not in tensors:
+    return None
+  if used is not None:
+    used.add(key)
+  return np.asarray(tensors[key], dtype=np.float32)
+
+
+def _convert_timm_stem(tensors: dict[str, np.ndarray], used: set[str]) -> dict:
+  """timm `ResNetV2` (patch_embed.backbone.{stem,stages}) → `ResNetV2` params."""
+  params: dict = {}
+  take = lambda k: _take(tensors, _TIMM_STEM + k, used)  # noqa: E731
+  _put(params, 'stem_conv/kernel', _conv(take('stem.conv.weight')))
+  _norm(params, 'stem_norm', take('stem.norm.weight'), take('stem.norm.bias'))
+  pattern = re.compile(re.escape(_TIMM_STEM) + r'stages\.(\d+)\.blocks\.(\d+)\.(.+)\.weight$')
+  for key in tensors:
+    m = pattern.match(key)
+    if not m:
+      continue
+    i, j, layer = m.groups()
+    base = f'stages.{i}.blocks.{j}.{layer}'
+    path = f'stages_{i}_{j}/{layer.replace(".", "_")}'
+    if layer.startswith('conv') or layer == 'downsample.conv':
+      _put(params, f'{path}/kernel', _conv(take(base + '.weight')))
+    else:
+      _norm(params, path, take(base + '.weight'), take(base + '.bias'))
+  return params
+
+
+def _block_hf(r: _Reader, i: int) -> dict:
+  p = f'vit.layers.{i}.'
+  block: dict = {}
+  _norm(block, 'norm1', r.get(p + 'layernorm_before.weight'), r.get(p + 'layernorm_before.bias'))
+  qkv_w = _cat(*(r.get(f'{p}attention.{c}_proj.weight') for c in 'qkv'))
+  qkv_b = _cat(*(r.get(f'{p}attention.{c}_proj.bias') for c in 'qkv'))
+  _linear(block, 'attn/qkv', qkv_w, qkv_b)
+  _linear(block, 'attn/proj', r.get(p + 'attention.o_proj.weight'), r.get(p + 'attention.o_proj.bias'))
+  _norm(block, 'norm2', r.get(p + 'layernorm_after.weight'), r.get(p + 'layernorm_after.bias'))
+  for fc in ('fc1', 'fc2'):
+    _linear(block, f'mlp/{fc}', r.get(f'{p}mlp.{fc}.weight'), r.get(f'{p}mlp.{fc}.bias'))
+  return block
+
+
+def _block_timm(r: _Reader, i: int) -> dict:
+  p = f'blocks.{i}.'
+  block: dict = {}
+  for norm in ('norm1', 'norm2'):
+    _norm(block, norm, r.get(f'{p}{norm}.weight'), r.get(f'{p}{norm}.bias'))
+  for src, dst in (('attn.qkv', 'attn/qkv'), ('attn.proj', 'attn/proj'),
+                   ('mlp.fc1', 'mlp/fc1'), ('mlp.fc2', 'mlp/fc2')):
+    _linear(block, dst, r.get(f'{p}{src}.weight'), r.get(f'{p}{src}.bias'))
+  return block
+
+
+def _stack_blocks(params: dict, depth: int) -> None:
+  """blocks_0 … blocks_{L−1} → one 'blocks' tree with a leading [L] axis (scan layout)."""
+  names = [f'blocks_{i}' for i in range(depth)]
+  if not all(n in params for n in names):
+    return  # leave them unstacked: the loader reports what is missing
+
+  def stack(*trees):
+    if isinstance(trees[0], dict):
+      if any(set(t) != set(trees[0]) for t in trees):
+        raise ValueError('Checkpoint blocks differ in their tensors; cannot stack for scan.')
+      return {k: stack(*(t[k] for t in trees)) for k in trees[0]}
+    return np.stack(trees)
+
+  params['blocks'] = stack(*(params.pop(n) for n in names))
+
+
+def _block_count(r: _Reader, pattern: str) -> int:
+  regex = re.compile(pattern)
+  found = [int(m.group(1)) for k in r._names if (m := regex.match(k))]  # pylint: disable=protected-access
+  return max(found) + 1 if found else 0
+
+
+def to_flax(tensors: dict[str, np.ndarray], fmt: str, module: Any) -> dict:
+  """Flax variables of a `VisionTransformer` (plain or hybrid) from a ViT checkpoint."""
+  if fmt == 'hf':
+    r = _Reader(tensors, _normalise_hf(tensors))
+    pre = 'vit.embeddings.'
+    cls, pos = r.get(pre + 'cls_token'), r.get(pre + 'position_embeddings')
+    patch_w = r.get(pre + 'patch_embeddings.projection.weight')
+    patch_b = r.get(pre + 'patch_embeddings.projection.bias')
+    depth = _block_count(r, r'vit\.layers\.(\d+)\.')
+    blocks = [_block_hf(r, i) for i in range(depth)]
+    final = ('norm', r.get('vit.layernorm.weight'), r.get('vit.layernorm.bias'))
+    head = (r.get('classifier.weight'), r.get('classifier.bias'))
+    stem = convert_bit(tensors, _HF_STEM, r.used) if any(
+        k.startswith(_HF_STEM) for k in tensors) else None
+  elif fmt == 'timm':
+    r = _Reader(tensors, {k: k for k in tensors})
+    cls, pos = r.get('cls_token'), r.get('pos_embed')
+    patch_w, patch_b = r.get('patch_embed.proj.weight'), r.get('patch_embed.proj.bias')
+    depth = _block_count(r, r'blocks\.(\d+)\.')
+    blocks = [_block_timm(r, i) for i in range(depth)]
+    final = (('fc_norm', r.get('fc_norm.weight'), r.get('fc_norm.bias')) if r.has('fc_norm.weight')
+             else ('norm', r.get('norm.weight'), r.get('norm.bias')))
+    head = (r.get('head.weight'), r.get('head.bias'))
+    stem = _convert_timm_stem(tensors, r.used) if any(
+        k.startswith(_TIMM_STEM) for k in tensors) else None
+  else:
+    raise ValueError(f'Unknown ViT checkpoint format {fmt!r}; valid: hf, timm.')
+
+  params: dict = {}
+  if stem:
+    params['stem'] = stem
+  _put(params, 'patch_embed/kernel', _conv(patch_w))
+  _put(params, 'patch_embed/bias', patch_b)
+  _put(params, 'cls_token', cls)
+  if pos is not None:
+    pos = resize_pos_embed(pos, module.grid_size())
+  _put(params, 'pos_embed', pos)
+  for i, block in enumerate(blocks):
+    params[f'blocks_{i}'] = block
+  if getattr(module, 'scan_blocks', False):
+    _stack_blocks(params, depth)
+  _norm(params, final[0], final[1], final[2])
+  _linear(params, 'head', *head)
+  return {'params': params, '__unused__': r.unused()}
