@@ -41,7 +41,8 @@ def backtracking_search(value_fn: base.ValueFn, grad_fn, x: jax.Array, d: jax.Ar
     or the pre-search failures of `linesearch_base.initial_checks`.
   """
   slope = jnp.vdot(grad, d)
-  status0 = base.initial_checks(value, slope)
+  value = jnp.asarray(value, x.dtype)
+  status0 = base.initial_checks(value, grad, d)
   dtype = x.dtype
 
   def cond(c):

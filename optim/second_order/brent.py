@@ -53,7 +53,8 @@ def exact_search(value_fn: base.ValueFn, grad_fn, x: jax.Array, d: jax.Array,
   """
   dtype = x.dtype
   slope = jnp.vdot(grad, d)
-  status0 = base.initial_checks(value, slope)
+  value = jnp.asarray(value, x.dtype)
+  status0 = base.initial_checks(value, grad, d)
 
   def phi(a):  # non-finite values count as +inf, so they bound the bracket
     f = value_fn(x + a * d).astype(dtype)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 # Status codes (int32, so they live inside jit-compiled loops).
 SUCCESS = 0          # every condition the search claims was met
 NOT_DESCENT = 1      # φ'(0) > 0: d points uphill, no step taken
-FLAT = 2             # φ'(0) == 0: no first-order decrease along d, no step taken
+FLAT = 2             # φ'(0) = 0 to rounding (|φ'(0)| ≤ 10ε‖∇f‖‖d‖), no step taken
 NON_FINITE = 3       # φ(0) or φ'(0) non-finite, or no finite trial value found
 MAX_EVALS = 4        # evaluation budget spent before any acceptable step
 ARMIJO_ONLY = 5      # sufficient decrease met, curvature condition not (step is taken)
@@ -23,7 +23,7 @@ ARMIJO_ONLY = 5      # sufficient decrease met, curvature condition not (step is
 STATUS_MESSAGES = {
     SUCCESS: 'line search conditions satisfied',
     NOT_DESCENT: 'not a descent direction (directional derivative > 0)',
-    FLAT: 'flat: zero directional derivative',
+    FLAT: 'flat: directional derivative zero to rounding',
     NON_FINITE: 'non-finite function value or derivative',
     MAX_EVALS: 'no acceptable step within the evaluation budget',
     ARMIJO_ONLY: 'sufficient decrease met, curvature condition not met',
@@ -56,10 +56,17 @@ class LineSearchResult(NamedTuple):
     return self.step > 0
 
 
-def initial_checks(value: jax.Array, slope: jax.Array) -> jax.Array:
-  """Status before any trial: NON_FINITE, NOT_DESCENT, FLAT or SUCCESS (go on)."""
+def initial_checks(value: jax.Array, grad: jax.Array, d: jax.Array) -> jax.Array:
+  """Status before any trial: NON_FINITE, NOT_DESCENT, FLAT or SUCCESS (go on).
+
+  FLAT when |φ'(0)| ≤ 10ε‖∇f‖‖d‖: the directional derivative is zero up to
+  the rounding of the dot product (zero gradient, zero or orthogonal d).
+  """
+  slope = jnp.vdot(grad, d)
+  eps = jnp.finfo(slope.dtype).eps
+  flat = jnp.abs(slope) <= 10 * eps * jnp.linalg.norm(grad) * jnp.linalg.norm(d)
   status = jnp.where(slope > 0, NOT_DESCENT, SUCCESS)
-  status = jnp.where(slope == 0, FLAT, status)
+  status = jnp.where(flat, FLAT, status)
   status = jnp.where(jnp.isfinite(value) & jnp.isfinite(slope), status, NON_FINITE)
   return status.astype(jnp.int32)
 

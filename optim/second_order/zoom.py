@@ -70,7 +70,8 @@ def zoom_search(value_and_grad_fn: base.ValueAndGradFn, x: jax.Array, d: jax.Arr
   """
   dtype = x.dtype
   slope0 = jnp.vdot(grad, d)
-  status0 = base.initial_checks(value, slope0)
+  value = jnp.asarray(value, x.dtype)
+  status0 = base.initial_checks(value, grad, d)
   eps = jnp.finfo(dtype).eps
   c1 = jnp.asarray(c1, dtype)
   c2 = jnp.asarray(c2, dtype)
