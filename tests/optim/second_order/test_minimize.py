@@ -1,4 +1,6 @@
 """optim.minimize against scipy.optimize.minimize and closed forms (float64)."""
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -161,9 +163,11 @@ def test_bad_input_raises_value_error(bad):
 
 
 def test_compiles_once_for_new_data_and_starts():
-  before = optim.second_order.minimize.__globals__['_run_jit']._cache_size()
+  # The package re-exports the function `minimize`; fetch the module itself.
+  run_jit = importlib.import_module('optim.second_order.minimize')._run_jit
+  before = run_jit._cache_size()
   for index, x0 in ((3, (1.0, 2.0)), (4, (0.5, 0.5))):
     optim.minimize(zoo.zoo, jnp.asarray(x0), method='lbfgs', args=(jnp.int32(index),), tol=GTOL,
                    maxiter=500)
-  after = optim.second_order.minimize.__globals__['_run_jit']._cache_size()
+  after = run_jit._cache_size()
   assert after - before <= 1
