@@ -17,8 +17,8 @@ RDB storage, loop:
 3. claim a WAITING trial atomically (WAITING -> RUNNING in the storage, as
    Optuna's own `ask` does); if a lower-numbered live trial has the same key
    (two processes planned at once) the claimed copy is pruned as a duplicate;
-4. run it: `python -m experiments.main --config=<sub-workdir>/trial_config.py
-   --workdir=<sub-workdir>` in a subprocess, then record COMPLETE with the
+4. run it: `python -m experiments.main --config=trials/<key>.config.py
+   --workdir=trials/<key>` in a subprocess, then record COMPLETE with the
    metric, or FAIL with the reason (non-zero exit: the trainer's last line;
    NaN/Inf: 'diverged').
 
@@ -199,6 +199,7 @@ class Sweep:
     self._print_lock = threading.Lock()
     self._stop = threading.Event()
     self._storage: Any = None
+    self._shown = 0
     self._study_id = -1
 
   # --- study --------------------------------------------------------------------
@@ -388,8 +389,8 @@ class Sweep:
 
   def write_trial_config(self, trial_dir: str, key: str, overrides: dict[str, Any]) -> str:
     """The trial's config file: the sweep config with its overrides."""
-    os.makedirs(trial_dir, exist_ok=True)
-    path = os.path.join(trial_dir, 'trial_config.py')
+    os.makedirs(os.path.dirname(trial_dir), exist_ok=True)
+    path = trial_dir + '.config.py'  # next to the run's workdir, which the trainer owns
     text = (
         f'"""Trial {key} of the sweep in {self.workdir}.\n\n'
         f'    python -m {self.trainer} --config={path} --workdir={trial_dir}\n"""\n'
@@ -443,7 +444,7 @@ class Sweep:
                  **space.overrides_for(self.spec.params, values)}
     config_file = self.write_trial_config(trial_dir, key, overrides)
     trial.set_user_attr('workdir', trial_dir)
-    log_path = os.path.join(trial_dir, 'log.txt')
+    log_path = trial_dir + '.log'
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [PROJECT_ROOT] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
@@ -529,7 +530,9 @@ class Sweep:
       result = self._run_trial(study, trial)
       if result is not None:
         done, total, _, _ = self.progress(study)
-        self._print(live_line(self.spec, result, done, total))
+        with self._print_lock:
+          self._shown = max(done, self._shown + 1)  # monotone across threads
+          self.log(live_line(self.spec, result, self._shown, total))
 
   def run(self, workers: int = 1) -> list[TrialResult]:
     """Runs the sweep with `workers` concurrent trials; returns all results."""
