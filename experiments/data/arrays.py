@@ -30,6 +30,42 @@ _EVAL_CROP = 0.875
 _MAX_CACHE_BYTES = 1 << 30
 
 
+class BatchStage:
+  """The per-batch stage shared by every source: flip/crop, channels, normalization.
+
+  Input: `[B, S, S, c]` images already at `image_size` (uint8, or float32 in
+  [0, 1]) and the stream positions keying their draws. Output: float32
+  `[B, S, S, C]`, x <- (x - mean) / std after CIFAR pad-and-crop and flips
+  (train only).
+  """
+
+  def __init__(self, cfg: ml_collections.ConfigDict, channels: int, mean, std):
+    self.cfg = cfg
+    self.channels = channels
+    self.mean = np.asarray(mean, np.float32)
+    self.std = np.asarray(std, np.float32)
+    # Whole-image offset and scale: broadcasting over a length-C inner axis is slow.
+    shape = (cfg.image_size, cfg.image_size, channels)
+    self._offset = np.broadcast_to(self.mean, shape).copy()
+    self._inv_std = np.broadcast_to(1.0 / self.std, shape).astype(np.float32)
+
+  def __call__(self, x: np.ndarray, positions: Optional[np.ndarray], seed: int,
+               train: bool) -> np.ndarray:
+    fresh = False  # whether x is a private copy that may be flipped in place
+    if x.dtype == np.uint8:
+      x = x.astype(np.float32)
+      x /= np.float32(255.0)
+      fresh = True
+    if train and self.cfg.augment == 'cifar':
+      (x,) = aug.pad_crop(x, seed, positions, pad=4)
+      fresh = True
+    if train and self.cfg.augment != 'none':
+      (x,) = aug.flip(x, seed, positions, copy=not fresh)
+    out = np.subtract(convert_channels(x, self.channels), self._offset, dtype=np.float32)
+    out *= self._inv_std  # in place: fresh temporaries cost more than the arithmetic
+    return out
+
+
 class ArrayPipeline:
   """Turns one `ArraySplit` into normalized, augmented, device-shaped batches."""
 
@@ -37,13 +73,8 @@ class ArrayPipeline:
                mean: np.ndarray, std: np.ndarray, channels: int):
     self.cfg = cfg
     self.split = split
-    self.mean = np.asarray(mean, np.float32)
-    self.std = np.asarray(std, np.float32)
     self.channels = channels
-    # Whole-image offset and scale: broadcasting over a length-C inner axis is slow.
-    shape = (cfg.image_size, cfg.image_size, channels)
-    self._offset = np.broadcast_to(self.mean, shape).copy()
-    self._inv_std = np.broadcast_to(1.0 / self.std, shape).astype(np.float32)
+    self.stage = BatchStage(cfg, channels, mean, std)
     self._resized = None
     n, h, w, c = split.images.shape
     size = cfg.image_size
@@ -75,13 +106,7 @@ class ArrayPipeline:
       x = aug.crop_and_resize(x, *box, size)
     else:
       x = aug.resize(x, size)
-    if train and cfg.augment == 'cifar':
-      (x,) = aug.pad_crop(x, seed, positions, pad=4)
-    if train and cfg.augment != 'none':
-      (x,) = aug.flip(x, seed, positions)
-    out = np.subtract(convert_channels(x, self.channels), self._offset, dtype=np.float32)
-    out *= self._inv_std  # in place: fresh temporaries cost more than the arithmetic
-    return out
+    return self.stage(x, positions, seed, train)
 
   def batch(self, idx: np.ndarray, positions: Optional[np.ndarray], seed: int, train: bool,
             num_local_devices: int) -> Batch:

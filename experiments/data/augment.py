@@ -64,12 +64,13 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def flip(images: np.ndarray, seed: int, positions: np.ndarray,
-         extra: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, ...]:
-  """Mirrors each image left-right with probability 1/2."""
+         extra: Sequence[np.ndarray] = (), copy: bool = True) -> tuple[np.ndarray, ...]:
+  """Mirrors each image left-right with probability 1/2 (in place if not `copy`)."""
   do = uniform(seed, positions, stream=0) < 0.5
   out = []
   for x in (images, *extra):
-    x = x.copy()
+    if copy:
+      x = x.copy()
     x[do] = x[do][:, :, ::-1]
     out.append(x)
   return tuple(out)
@@ -87,10 +88,12 @@ def pad_crop(images: np.ndarray, seed: int, positions: np.ndarray, pad: int = 4,
   dx = np.floor(uniform(seed, positions, stream=2) * (2 * pad + 1)).astype(np.int64)
   out = []
   for x in (images, *extra):
-    padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 3))
-    crops = np.empty_like(x)
-    for i in range(n):  # one slice copy per example beats a fancy-index gather
-      crops[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    crops = np.zeros_like(x)
+    for i in range(n):  # one slice copy per example beats a padded fancy-index gather
+      # Output row r shows input row r + dy - pad; copy the rows/cols that exist.
+      oy, ox = dy[i] - pad, dx[i] - pad
+      crops[i, max(0, -oy):h - max(0, oy), max(0, -ox):w - max(0, ox)] = (
+          x[i, max(0, oy):h + min(0, oy), max(0, ox):w + min(0, ox)])
     out.append(crops)
   return tuple(out)
 

@@ -8,8 +8,12 @@ shard this is a uniform permutation), and the epochs are concatenated.
 Stream position g therefore sits in epoch g div N at offset g mod N
 (N = shard size), so resuming at step k starts at epoch kB/P div N and skips
 fewer than N encoded records (images are decoded after the skip) instead of
-replaying k batches. Augmentation uses stateless TF ops keyed by
-(seed, process_index, g).
+replaying k batches (with `cache`, decoded examples are cached and the
+skip only reads memory after the first epoch). Augmentation is stateless:
+Inception crops are keyed by (seed, process_index, g) per example; flips and
+CIFAR crops are drawn for a whole batch from (seed, process_index, position
+of the batch's first example). Resuming starts on a batch boundary, so both
+are redrawn identically.
 
 TensorFlow is hidden from accelerators (`tf.config.set_visible_devices([],
 'GPU')`) so it never competes with JAX for their memory.
@@ -22,6 +26,7 @@ from typing import Iterator, Optional
 import ml_collections
 import numpy as np
 
+from experiments.data import arrays
 from experiments.data.source import DatasetInfo
 
 Batch = dict[str, np.ndarray]
@@ -151,52 +156,57 @@ def _decode(image, channels: int):
 
 
 class _Preprocess:
-  """Per-example decode, crop/resize, flip, channels, normalization (all stateless)."""
+  """Preprocessing in two stages, so most work runs once per batch.
+
+  `example` (tf.data, per example, in parallel): decode, and where needed
+  the Inception crop (stateless, seeded per example) or central crop and
+  the resize to `image_size`. `stage` (numpy, per batch): the
+  `arrays.BatchStage` every source shares: CIFAR pad-and-crop and flips
+  keyed by (seed, stream position), channel conversion, (x - mean) / std.
+  """
 
   def __init__(self, cfg: ml_collections.ConfigDict, native_shape: tuple[Optional[int], ...],
                channels: int, mean, std):
     self.cfg = cfg
     self.native_shape = native_shape
-    native_channels = native_shape[-1] or 3
-    self.native_channels = native_channels
+    self.native_channels = native_shape[-1] or 3
     self.channels = channels
-    self.mean = np.asarray(mean, np.float32)
-    self.std = np.asarray(std, np.float32)
+    self.stage = arrays.BatchStage(cfg, channels, mean, std)
+    size = cfg.image_size
+    # Decoded fixed-size images at the target size need no per-example work.
+    self.fixed = tuple(native_shape[:2]) == (size, size) and cfg.augment != 'inception'
 
-  def __call__(self, image, train: bool, seed=None):
+  def example(self, image, train: bool, seed=None):
+    """Decoded [S, S, native C] image: uint8 if untouched, else float32 in [0, 1]."""
     tf = _tf()
     cfg, size = self.cfg, self.cfg.image_size
     x = _decode(image, self.native_channels)
-    if all(self.native_shape):  # fixed-size datasets (CIFAR, MNIST): static shapes, no resize
+    if all(self.native_shape):  # fixed-size datasets (CIFAR, MNIST): static shapes
       x = tf.ensure_shape(x, self.native_shape)
-    if x.dtype == tf.uint8:  # x / 255 exactly as the numpy path (not x * (1/255))
-      x = tf.cast(x, tf.float32) / 255.0
-    else:
-      x = tf.image.convert_image_dtype(x, tf.float32)
-    if train and cfg.augment != 'none':
-      s_crop, s_pad, s_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    if self.fixed:
+      return x
+    x = _to_unit(x)
     if cfg.augment == 'inception':
       if train:
         begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(x), bounding_boxes=tf.zeros([1, 0, 4]), seed=s_crop,
+            tf.shape(x), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
             min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
             area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
         x = tf.slice(x, begin, extent)
       else:
         x = tf.image.central_crop(x, _EVAL_CROP)
-    if x.shape[0] != size or x.shape[1] != size:
-      x = tf.image.resize(x, [size, size], method='bilinear', antialias=True)
-    if train and cfg.augment == 'cifar':
-      x = tf.pad(x, [[4, 4], [4, 4], [0, 0]])
-      x = tf.image.stateless_random_crop(x, [size, size, self.native_channels], seed=s_pad)
-    if train and cfg.augment != 'none':
-      x = tf.image.stateless_random_flip_left_right(x, seed=s_flip)
-    if self.channels == 3 and self.native_channels == 1:
-      x = tf.tile(x, [1, 1, 3])
-    elif self.channels == 1 and self.native_channels == 3:
-      x = tf.image.rgb_to_grayscale(x)
-    x = tf.ensure_shape(x, [size, size, self.channels])
-    return (x - self.mean) / self.std
+    x = tf.image.resize(x, [size, size], method='bilinear', antialias=True)
+    return tf.ensure_shape(x, [size, size, self.native_channels])
+
+
+def _to_unit(x):
+  """Pixels to float32 in [0, 1]; uint8 as x / 255 exactly like the numpy path."""
+  tf = _tf()
+  if x.dtype == tf.uint8:
+    return tf.cast(x, tf.float32) / 255.0
+  if x.dtype == tf.float32:
+    return x
+  return tf.image.convert_image_dtype(x, tf.float32)
 
 
 def _pipeline_parts(cfg):
@@ -210,12 +220,6 @@ def _pipeline_parts(cfg):
   else:
     mean, std = default_stats(cfg.name, channels)
   return b, _Preprocess(cfg, shape, channels, mean, std)
-
-
-def _to_devices(batch, num_local_devices: int):
-  tf = _tf()
-  return {k: tf.reshape(v, tf.concat([[num_local_devices, -1], tf.shape(v)[1:]], 0))
-          for k, v in batch.items()}
 
 
 def train_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int, seed: int,
@@ -244,17 +248,27 @@ def train_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int, seed:
   positions = tf.data.Dataset.range(start, _INT64_MAX)
   key = (seed * 1_000_003 + process_index) % (1 << 62)
 
-  def augment(g, ex):
-    example_seed = tf.stack([tf.constant(key, tf.int64), g])
-    return {'image': prep(ex['image'], train=True, seed=example_seed),
-            'label': tf.cast(ex['label'], tf.int32)}
+  def per_example(g, ex):
+    seed = tf.stack([tf.constant(key, tf.int64), g])
+    return {'image': prep.example(ex['image'], train=True, seed=seed),
+            'label': tf.cast(ex['label'], tf.int32), 'position': g}
 
   ds = tf.data.Dataset.zip(positions, stream)
-  ds = ds.map(_plain(augment), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local, drop_remainder=True)
-  ds = ds.map(_plain(functools.partial(_to_devices, num_local_devices=num_local_devices)))
-  ds = ds.prefetch(tf.data.AUTOTUNE)
-  return iter(ds.as_numpy_iterator())
+  if prep.fixed and cfg.cache:  # decoded, right size: nothing to do per example
+    ds = ds.map(_plain(lambda g, ex: {'image': ex['image'], 'position': g,
+                                      'label': tf.cast(ex['label'], tf.int32)}))
+  else:
+    ds = ds.map(_plain(per_example), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local, drop_remainder=True).prefetch(2)
+  return _finish_train(ds.as_numpy_iterator(), prep.stage, key, num_local_devices)
+
+
+def _finish_train(batches, stage: arrays.BatchStage, key: int,
+                  num_local_devices: int) -> Iterator[Batch]:
+  for batch in batches:
+    image = stage(batch['image'], batch['position'], key, train=True)
+    yield {'image': arrays.to_devices(image, num_local_devices),
+           'label': arrays.to_devices(batch['label'], num_local_devices)}
 
 
 class EvalIterable:
@@ -280,22 +294,34 @@ class EvalIterable:
     self._local = local_batch
     self._batches = -(-largest // local_batch)
     self._d = num_local_devices
+    self._dataset = None
 
   def __len__(self) -> int:
     return self._batches
 
   def __iter__(self) -> Iterator[Batch]:
+    if self._dataset is None:
+      self._dataset = self._build()
+    for batch in self._dataset.as_numpy_iterator():
+      mask = batch['mask']
+      image = self._prep.stage(batch['image'], None, 0, train=False)
+      image[~mask] = 0.0
+      yield {'image': arrays.to_devices(image, self._d),
+             'label': arrays.to_devices(batch['label'], self._d),
+             'mask': arrays.to_devices(mask, self._d)}
+
+  def _build(self):
+    """The pass as a tf.data pipeline, built once (with `cfg.cache`, decoded once)."""
     tf = _tf()
     prep, size = self._prep, self._cfg.image_size
-    ds = _source(self._cfg, self._b, self._split, cache=False)
-    ds = ds.map(_plain(lambda ex: {'image': prep(ex['image'], train=False),
+    ds = _source(self._cfg, self._b, self._split, cache=self._cfg.cache)
+    ds = ds.map(_plain(lambda ex: {'image': _to_unit(prep.example(ex['image'], train=False)),
                                    'label': tf.cast(ex['label'], tf.int32),
                                    'mask': tf.constant(True)}),
                 num_parallel_calls=tf.data.AUTOTUNE)
     pad = self._batches * self._local - self._n
     filler = tf.data.Dataset.from_tensors(
-        {'image': tf.zeros([size, size, prep.channels], tf.float32),
+        {'image': tf.zeros([size, size, prep.native_channels], tf.float32),
          'label': tf.constant(0, tf.int32), 'mask': tf.constant(False)}).repeat(pad)
     ds = ds.concatenate(filler).batch(self._local, drop_remainder=True)
-    ds = ds.map(_plain(functools.partial(_to_devices, num_local_devices=self._d)))
-    return iter(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+    return ds.prefetch(2)
