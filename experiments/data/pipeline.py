@@ -14,8 +14,18 @@ One contract for every source (digits, `folder:PATH`, TFDS):
   train split of this process in a fixed order, padded to a multiple of D
   with `mask`, repeated every step; no shuffling or augmentation.
 
-In-memory sources run in numpy (`arrays.py`, no TensorFlow import, cheap
-resume); TFDS runs in tf.data (`tfds_source.py`).
+In-memory sources run in numpy (`arrays.py`, no TensorFlow import, O(1)
+resume); TFDS reads, shuffles, decodes and crops in tf.data
+(`tfds_source.py`). Both finish every batch in the same numpy
+`arrays.BatchStage` (CIFAR crop, flip, channels, normalization), whose
+random draws are keyed by (seed, stream position), never by iteration
+state.
+
+Extending to dense targets (segmentation, issue 7): a source adds a
+spatially aligned array next to `image` (e.g. an int32 `[B, S, S]` label
+map); the geometric ops in `augment.py` (`pad_crop`, `flip`) already take
+such arrays through `extra=` with the same draws, and must be resized with
+nearest neighbour instead of `augment.resize`.
 """
 from __future__ import annotations
 

@@ -9,11 +9,11 @@ Stream position g therefore sits in epoch g div N at offset g mod N
 (N = shard size), so resuming at step k starts at epoch kB/P div N and skips
 fewer than N encoded records (images are decoded after the skip) instead of
 replaying k batches (with `cache`, decoded examples are cached and the
-skip only reads memory after the first epoch). Augmentation is stateless:
-Inception crops are keyed by (seed, process_index, g) per example; flips and
-CIFAR crops are drawn for a whole batch from (seed, process_index, position
-of the batch's first example). Resuming starts on a batch boundary, so both
-are redrawn identically.
+skip only reads memory after the first epoch). Augmentation is stateless,
+keyed by (seed, process_index, g): Inception crops in tf.data
+(`stateless_sample_distorted_bounding_box`), flips and CIFAR crops in the
+numpy `arrays.BatchStage` every source shares, so a resumed iterator
+redraws exactly the same augmentation.
 
 TensorFlow is hidden from accelerators (`tf.config.set_visible_devices([],
 'GPU')`) so it never competes with JAX for their memory.

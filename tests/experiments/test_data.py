@@ -176,7 +176,7 @@ def test_bad_inputs_raise_value_errors():
 # ---------------------------------------------------------------- image ops
 
 
-@pytest.mark.parametrize('n_in,n_out', [(8, 32), (8, 8), (30, 7), (5, 12)])
+@pytest.mark.parametrize('n_in,n_out', [(8, 32), (30, 7)])
 def test_resize_matches_jax_image_resize(n_in, n_out):
   x = np.random.default_rng(0).random((2, n_in, n_in + 3, 2)).astype(np.float32)
   want = jax.image.resize(x, (2, n_out, n_out, 2), 'bilinear')
