@@ -76,6 +76,8 @@ class Setup:
   num_devices: int
   num_local_devices: int
   variable_shapes: Any
+  devices: list[Any]
+  eval_batch: int
 
 
 # ---------------------------------------------------------------------------
@@ -247,13 +249,27 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
     metrics = {k: jnp.sum(v * weights) for k, v in task.train_metrics(logits, labels).items()}
     return share, (metrics, new_state)
 
+  # A second-order method's line search evaluates value_fn
+  # inside a while loop, and a cross-device reduction in there has to meet on
+  # every device each iteration (on CPU the collectives' rendezvous can stall).
+  # The whole (small) batch is gathered onto every device once per step
+  # instead, and each device computes the identical global-batch
+  # objective with no collectives; D× redundant compute, exact and safe (these
+  # methods are meant for full-batch training of small models).
+  gather = extra_args and config.optimizer.name in second_order_names()
+
   def split(batch):
     """[b, ...] -> [accum, b/accum, ...] (padded with weight 0 when b % accum != 0)."""
+    if gather:
+      batch = jax.tree.map(lambda x: jax.lax.all_gather(x, AXIS, tiled=True), batch)
     images, labels = batch['image'], batch['label']
     mask = batch.get('mask')
     mask = jnp.ones(labels.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
-    # Global count N of real examples; each device's share is D·Σ m ℓ / N.
-    weights = mask * jax.lax.psum(1, AXIS) / jax.lax.psum(jnp.sum(mask), AXIS)
+    if gather:
+      weights = mask / jnp.sum(mask)
+    else:
+      # Global count N of real examples; each device's share is D·Σ m ℓ / N.
+      weights = mask * jax.lax.psum(1, AXIS) / jax.lax.psum(jnp.sum(mask), AXIS)
     b = labels.shape[0]
     pad = -b % accum
     def reshape(x):
@@ -286,14 +302,16 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
     return total, grads, metrics, state
 
   def train_step(state: TrainState, batch, rng):
-    step_rng = jax.random.fold_in(jax.random.fold_in(rng, state.step),
-                                  jax.lax.axis_index(AXIS))
+    step_rng = jax.random.fold_in(rng, state.step)
+    if not gather:  # gathered: every device computes the same thing, same key
+      step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(AXIS))
     micro = split(batch)
     loss, grads, metrics, model_state = data_value_and_grad(
         state.params, state.model_state, micro, step_rng)
-    loss = jax.lax.pmean(loss, AXIS)
-    grads = jax.lax.pmean(grads, AXIS)
-    metrics = jax.lax.pmean(metrics, AXIS)
+    if not gather:
+      loss = jax.lax.pmean(loss, AXIS)
+      grads = jax.lax.pmean(grads, AXIS)
+      metrics = jax.lax.pmean(metrics, AXIS)
     model_state = jax.lax.pmean(model_state, AXIS)  # BatchNorm statistics agree on every device
     out = {'train/loss': loss, **{f'train/{k}': v for k, v in metrics.items()}}
     objective = loss
@@ -308,7 +326,8 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
       def value_fn(params):
         value = data_value_and_grad(params, state.model_state, micro, step_rng,
                                     with_grad=False)[0]
-        value = jax.lax.pmean(value, AXIS)
+        if not gather:
+          value = jax.lax.pmean(value, AXIS)
         return value + penalty(params) if penalty is not None else value
       updates, opt_state = tx.update(grads, state.opt_state, state.params, value=objective,
                                      grad=grads, value_fn=value_fn)
@@ -325,6 +344,12 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
     return TrainState(state.step + 1, params, opt_state, model_state), out
 
   return train_step
+
+
+def second_order_names() -> set[str]:
+  """Optimizer names whose update calls value_fn (line searches, Newton)."""
+  from optim import second_order  # pylint: disable=g-import-not-at-top
+  return set(getattr(second_order, 'OPTIMIZERS', {}))
 
 
 def _metric_names(task) -> list[str]:
@@ -348,10 +373,11 @@ def make_eval_step(setup: Setup) -> Callable[..., dict[str, jax.Array]]:
   return eval_step
 
 
-def evaluate(p_eval_step, params, model_state, eval_batches, task) -> dict[str, float]:
+def evaluate(p_eval_step, params, model_state, eval_batches, task, devices=None
+             ) -> dict[str, float]:
   """Runs one pass over `eval_batches`; sums in float64 on the host."""
   sums = None
-  for batch in data_lib.prefetch_to_device(iter(eval_batches), 2):
+  for batch in data_lib.prefetch_to_device(iter(eval_batches), 2, devices):
     out = _unreplicate(p_eval_step(params, model_state, batch))
     out = jax.tree.map(lambda x: np.asarray(x, np.float64), out)
     sums = out if sums is None else jax.tree.map(np.add, sums, out)
@@ -364,8 +390,11 @@ def evaluate(p_eval_step, params, model_state, eval_batches, task) -> dict[str, 
 # Build: validate the config and assemble the pieces (no side effects).
 # ---------------------------------------------------------------------------
 
-def build(config: ml_collections.ConfigDict) -> Setup:
+def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None) -> Setup:
   """Checks `config` against the data, model and optimizer; raises ValueError when it cannot run.
+
+  `devices`: the local devices to train on (default: all of them); a subset
+  runs the same program on fewer devices (tests compare 1 against 8).
 
   Nothing is written and nothing is compiled: the model is traced with
   `jax.eval_shape` so a shape mismatch (image size vs. patch size, …) shows
@@ -374,7 +403,9 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   from experiments import config_validation  # pylint: disable=g-import-not-at-top
   config_validation.check_schema(config)
   info = data_lib.get_info(config.data)
-  num_devices, num_local = jax.device_count(), jax.local_device_count()
+  devices = list(devices or jax.local_devices())
+  num_local = len(devices)
+  num_devices = num_local * jax.process_count()
   if config.full_batch:
     global_batch = info.num_train
   else:
@@ -384,6 +415,10 @@ def build(config: ml_collections.ConfigDict) -> Setup:
           f'batch_size={global_batch} is not divisible by the {num_devices} device(s) × '
           f'accum_steps={config.accum_steps}; use a multiple of '
           f'{num_devices * config.accum_steps}')
+  eval_batch = config.get('eval_batch_size') or config.batch_size
+  if eval_batch % num_devices:
+    raise ValueError(f'eval_batch_size={eval_batch} is not divisible by the {num_devices} '
+                     f'device(s); use a multiple of {num_devices}')
   total = total_steps_of(config, info.num_train)
   overrides = model_overrides(config, info)
   module = vision.create_model(config.model.name, **overrides)
@@ -405,15 +440,15 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     raise ValueError(f'model {config.model.name!r} outputs {out.shape[-1]} classes; the data '
                      f'has {info.num_classes} (set model.overrides.num_classes or drop it)')
   return Setup(config, info, module, task, tx, schedule, penalty, total, global_batch,
-               num_devices, num_local, shapes)
+               num_devices, num_local, shapes, devices, eval_batch)
 
 
 # ---------------------------------------------------------------------------
 # Loop.
 # ---------------------------------------------------------------------------
 
-def _replicate(tree):
-  return flax.jax_utils.replicate(tree, jax.local_devices())
+def _replicate(tree, devices):
+  return flax.jax_utils.replicate(tree, devices)
 
 
 def _unreplicate(tree):
@@ -459,18 +494,17 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
       config.data, setup.global_batch, config.seed, start_step=start_step,
       num_local_devices=setup.num_local_devices, process_index=jax.process_index(),
       process_count=jax.process_count(), full_batch=config.full_batch)
-  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch', 2))
-  eval_batch = config.get('eval_batch_size') or (setup.global_batch if not config.full_batch
-                                                 else config.batch_size)
+  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch', 2), setup.devices)
   eval_batches = data_lib.make_eval_iterator(
-      config.data, eval_batch, setup.num_local_devices, jax.process_index(),
+      config.data, setup.eval_batch, setup.num_local_devices, jax.process_index(),
       jax.process_count())
 
   # Update and evals, pmap'd once.
-  p_train_step = jax.pmap(make_train_step(setup), axis_name=AXIS, donate_argnums=(0,))
-  p_eval_step = jax.pmap(make_eval_step(setup), axis_name=AXIS)
-  state = _replicate(state)
-  rngs = _replicate(train_rng)
+  p_train_step = jax.pmap(make_train_step(setup), axis_name=AXIS, donate_argnums=(0,),
+                          devices=setup.devices)
+  p_eval_step = jax.pmap(make_eval_step(setup), axis_name=AXIS, devices=setup.devices)
+  state = _replicate(state, setup.devices)
+  rngs = _replicate(train_rng, setup.devices)
 
   record: dict[str, Any] = {}
   pending = None  # (step, metrics) of the previous step, checked one step late
@@ -513,7 +547,7 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
       progress.pause()
       if do_eval:
         record.update(evaluate(p_eval_step, state.params, state.model_state, eval_batches,
-                               setup.task))
+                               setup.task, setup.devices))
       if do_ckpt:
         ckpt.save(step, _unreplicate(state))
         last_good = ckpt.path(step)

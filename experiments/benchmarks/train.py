@@ -1,0 +1,114 @@
+"""Benchmark section `train`: the training loop against its bare step, the input pipeline against the trainer.
+
+    python -m experiments.benchmark --only train [--quick]
+
+Two questions, for the default config (ViT on 8×8 digits) and a CIFAR-shaped
+one (vit_cifar10's model on 32×32×3 images with the CIFAR crop+flip
+augmentation; the digits resized to 32×32×3 stand in for CIFAR-10, which
+needs a download):
+
+1. Loop overhead: steps/s of `train.train_and_evaluate` (data pipeline,
+   prefetch, the one-step-late NaN check, logging) against the same pmap'd
+   `train_step` called back to back on one device-resident batch. The loop's
+   rate is its own `steps_per_sec` over the second half of the run (after
+   compilation; evaluation and checkpoints are excluded by the loop's timer
+   and happen only at the end). ratio = loop / bare; goal ≥ 0.95.
+2. Input pipeline: host images/s of `data.make_train_iterator` (decode,
+   augment, normalize, batch) against the images/s the bare step consumes.
+   ratio = pipeline / trainer; goal > 1 (the pipeline is never the bottleneck).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+
+from experiments import data as data_lib
+from experiments import metrics as metrics_lib
+from experiments import train
+from experiments.benchmarks.common import Measurement
+from experiments.configs import default
+from experiments.configs import vit_cifar10
+
+
+def _cifar_shaped():
+  c = vit_cifar10.get_config()
+  c.data.name = 'digits'
+  c.data.image_size = 32
+  c.data.channels = 3
+  c.data.augment = 'cifar'
+  return c
+
+
+def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
+  """Median steps/s of the pmap'd step alone, on one batch already on the devices."""
+  state = train._replicate(train.init_state(setup, jax.random.PRNGKey(0)),  # pylint: disable=protected-access
+                           setup.devices)
+  rngs = train._replicate(jax.random.PRNGKey(1), setup.devices)  # pylint: disable=protected-access
+  it = data_lib.make_train_iterator(setup.config.data, setup.global_batch, 0,
+                                    num_local_devices=setup.num_local_devices)
+  batch = next(data_lib.prefetch_to_device(it, 1, setup.devices))
+  step = jax.pmap(train.make_train_step(setup), axis_name=train.AXIS, donate_argnums=(0,),
+                  devices=setup.devices)
+  state, m = step(state, batch, rngs)
+  jax.block_until_ready(m)
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      state, m = step(state, batch, rngs)
+    jax.block_until_ready((state, m))
+    rates.append(steps / (time.perf_counter() - t0))
+  return statistics.median(rates)
+
+
+def _loop_steps_per_sec(config, steps: int) -> float:
+  config = config.copy_and_resolve_references()
+  config.total_epochs = None
+  config.total_steps = 2 * steps
+  config.log_every = steps
+  config.eval_every = 0
+  config.checkpoint_every = 0
+  config.schedule.warmup_epochs = None
+  config.schedule.warmup_steps = None
+  setup = train.build(config)
+  with tempfile.TemporaryDirectory() as workdir:
+    train.train_and_evaluate(setup, workdir, progress_stream=open(os.devnull, 'w'))
+    records = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))
+  return records[-1]['steps_per_sec']
+
+
+def _measure(label: str, config, steps: int, repeats: int, pipeline_batches: int
+             ) -> list[Measurement]:
+  setup = train.build(config)
+  bare_before = _bare_steps_per_sec(setup, steps, repeats)
+  loop = _loop_steps_per_sec(config, steps)
+  bare_after = _bare_steps_per_sec(setup, steps, repeats)
+  bare = statistics.median([bare_before, bare_after])
+  pipeline = data_lib.measure_throughput(config.data, setup.global_batch, pipeline_batches,
+                                         num_local_devices=setup.num_local_devices)
+  consumption = bare * setup.global_batch
+  extra = {'batch': setup.global_batch, 'devices': setup.num_devices,
+           'bare_before': bare_before, 'bare_after': bare_after}
+  return [
+      Measurement('train', f'{label}: loop vs bare step', loop, bare, 'steps/s',
+                  'same pmapped train_step, one resident batch', higher_is_better=True,
+                  extra=extra),
+      Measurement('train', f'{label}: input pipeline vs trainer', pipeline, consumption,
+                  'images/s', 'images/s the bare step consumes', higher_is_better=True,
+                  extra=extra),
+  ]
+
+
+def run(quick: bool) -> list[Measurement]:
+  steps = 20 if quick else 100
+  repeats = 2 if quick else 3
+  out = _measure('default (ViT, digits 8x8)', default.get_config(), steps, repeats,
+                 pipeline_batches=20 if quick else 200)
+  cifar_steps = 4 if quick else 20
+  out += _measure('CIFAR-shaped (vit_cifar10, 32x32x3)', _cifar_shaped(), cifar_steps,
+                  repeats, pipeline_batches=10 if quick else 50)
+  return out
