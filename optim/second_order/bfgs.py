@@ -96,8 +96,8 @@ def scale_by_bfgs(curvature_eps: float | None = None, initial_scaling: bool = Fa
 
 
 def bfgs(linesearch: Any = 'zoom', learning_rate: Any = None,
-         curvature_eps: float | None = None, initial_scaling: bool = False
-         ) -> optax.GradientTransformationExtraArgs:
+         curvature_eps: float | None = None, initial_scaling: bool = False,
+         axis_name: str | None = None) -> optax.GradientTransformationExtraArgs:
   """BFGS: dense inverse-Hessian direction, then a line search (strong Wolfe).
 
   Args:
@@ -106,10 +106,13 @@ def bfgs(linesearch: Any = 'zoom', learning_rate: Any = None,
     learning_rate: step (float or schedule) when `linesearch` is None.
     curvature_eps: safeguard ε of `scale_by_bfgs`.
     initial_scaling: γ-rescaling of H before the first update (N&W eq. 6.20).
+    axis_name: pmap axis over which `value_fn` averages (`lax.pmean`), e.g. the
+      trainer's 'batch' in full-batch mode; derivatives of value_fn are
+      averaged over it so every device takes the same step.
 
   Returns:
     An `optax.GradientTransformationExtraArgs` (update takes `value=`,
     `grad=`, `value_fn=`).
   """
   return ls.with_step(scale_by_bfgs(curvature_eps, initial_scaling), linesearch, learning_rate,
-                      initial_step='quadratic')
+                      initial_step='quadratic', axis_name=axis_name)

@@ -24,18 +24,21 @@ def scale_by_steepest_descent() -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def gd_linesearch(linesearch: Any = 'backtracking', learning_rate: Any = None
-                  ) -> optax.GradientTransformationExtraArgs:
+def gd_linesearch(linesearch: Any = 'backtracking', learning_rate: Any = None,
+                  axis_name: str | None = None) -> optax.GradientTransformationExtraArgs:
   """Gradient descent whose step comes from a line search.
 
   Args:
     linesearch: 'backtracking', 'zoom', 'exact', a transform, or None for a
       fixed `learning_rate` (plain gradient descent).
     learning_rate: step when `linesearch` is None.
+    axis_name: pmap axis over which `value_fn` averages (`lax.pmean`), e.g. the
+      trainer's 'batch' in full-batch mode; derivatives of value_fn are
+      averaged over it so every device takes the same step.
 
   Returns:
     An `optax.GradientTransformationExtraArgs` (update takes `value=`,
     `grad=`, `value_fn=`).
   """
   return ls.with_step(scale_by_steepest_descent(), linesearch, learning_rate,
-                      initial_step='adaptive')
+                      initial_step='adaptive', axis_name=axis_name)

@@ -137,7 +137,8 @@ def scale_by_lbfgs(memory_size: int = 10, curvature_eps: float | None = None
 
 
 def lbfgs(memory_size: int = 10, linesearch: Any = 'zoom', learning_rate: Any = None,
-          curvature_eps: float | None = None) -> optax.GradientTransformationExtraArgs:
+          curvature_eps: float | None = None, axis_name: str | None = None
+          ) -> optax.GradientTransformationExtraArgs:
   """L-BFGS: two-loop direction, then a line search (strong Wolfe by default).
 
   Args:
@@ -146,10 +147,13 @@ def lbfgs(memory_size: int = 10, linesearch: Any = 'zoom', learning_rate: Any = 
       line-search transform, or None for a fixed `learning_rate`.
     learning_rate: step (float or schedule) when `linesearch` is None.
     curvature_eps: safeguard ε of `scale_by_lbfgs`.
+    axis_name: pmap axis over which `value_fn` averages (`lax.pmean`), e.g. the
+      trainer's 'batch' in full-batch mode; derivatives of value_fn are
+      averaged over it so every device takes the same step.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`; call its update with
     `value=`, `grad=` and `value_fn=` keyword arguments.
   """
   return ls.with_step(scale_by_lbfgs(memory_size, curvature_eps), linesearch, learning_rate,
-                   initial_step='scaled')
+                   initial_step='scaled', axis_name=axis_name)

@@ -72,7 +72,7 @@ def _run(residual_fn, x0, tol, xtol, args, *, method, options, maxiter, record_h
                                       jnp.where(k_new >= maxiter, result_lib.MAXITER,
                                                 result_lib.RUNNING)))))
     out = dict(x=x_new, state=state, k=k_new,
-               nfev=c['nfev'] + jnp.where(done_before_step, 1, 2),
+               nfev=c['nfev'] + 2,  # r(x) (with J) and the trial r(x + δ)
                njev=c['njev'] + 1, status=status.astype(jnp.int32))
     if record_history:
       h = c['history']

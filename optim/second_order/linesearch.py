@@ -27,7 +27,7 @@ Initial trial step α₀ (`initial_step`):
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ import optax
 
 from optim.second_order import backtracking
 from optim.second_order import brent
+from optim.second_order import derivatives
 from optim.second_order import linesearch_base as base
 from optim.second_order import zoom
 
@@ -138,7 +139,8 @@ def _linesearch_transform(search: Callable[..., base.LineSearchResult], initial_
 
 
 def backtracking_linesearch(c1: float = 1e-4, shrink: float = 0.5, max_evals: int = 30,
-                            initial_step: str = 'unit', max_step: float = 1e10
+                            initial_step: str = 'unit', max_step: float = 1e10,
+                            axis_name: Optional[str] = None
                             ) -> optax.GradientTransformationExtraArgs:
   """Armijo backtracking: α ← ρα from α₀ until f(x+αd) ≤ f(x) + c₁α∇fᵀd.
 
@@ -148,6 +150,8 @@ def backtracking_linesearch(c1: float = 1e-4, shrink: float = 0.5, max_evals: in
     max_evals: most evaluations of f per search.
     initial_step: rule for α₀: 'unit', 'scaled' or 'quadratic'.
     max_step: cap on α₀.
+    axis_name: pmap axis over which `value_fn` averages with `lax.pmean`;
+      gradients of value_fn are then averaged over it (see `derivatives`).
 
   Returns:
     A transform scaling the direction by the accepted step (status SUCCESS),
@@ -159,14 +163,15 @@ def backtracking_linesearch(c1: float = 1e-4, shrink: float = 0.5, max_evals: in
   _check_initial_step(initial_step)
 
   def search(f, x, d, value, g, alpha0):
-    return backtracking.backtracking_search(f, jax.grad(f), x, d, value, g, alpha0, c1=c1,
-                                            shrink=shrink, max_evals=max_evals)
+    return backtracking.backtracking_search(f, derivatives.grad(f, axis_name), x, d, value, g,
+                                            alpha0, c1=c1, shrink=shrink, max_evals=max_evals)
 
   return _linesearch_transform(search, initial_step, max_step)
 
 
 def zoom_linesearch(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30,
-                    initial_step: str = 'scaled', max_step: float = 1e10
+                    initial_step: str = 'scaled', max_step: float = 1e10,
+                    axis_name: Optional[str] = None
                     ) -> optax.GradientTransformationExtraArgs:
   """Strong-Wolfe line search (bracketing + zoom, Nocedal & Wright Alg. 3.5/3.6).
 
@@ -176,6 +181,8 @@ def zoom_linesearch(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30,
     max_evals: most evaluations of (f, ∇f) per search.
     initial_step: rule for α₀: 'unit', 'scaled' or 'quadratic'.
     max_step: largest step tried.
+    axis_name: pmap axis over which `value_fn` averages with `lax.pmean`;
+      gradients of value_fn are then averaged over it (see `derivatives`).
 
   Returns:
     A transform scaling the direction by a strong-Wolfe step (status
@@ -189,14 +196,15 @@ def zoom_linesearch(c1: float = 1e-4, c2: float = 0.9, max_evals: int = 30,
   _check_initial_step(initial_step)
 
   def search(f, x, d, value, g, alpha0):
-    return zoom.zoom_search(jax.value_and_grad(f), x, d, value, g, alpha0, c1=c1, c2=c2,
-                            max_evals=max_evals, max_step=max_step)
+    return zoom.zoom_search(derivatives.value_and_grad(f, axis_name), x, d, value, g, alpha0,
+                            c1=c1, c2=c2, max_evals=max_evals, max_step=max_step)
 
   return _linesearch_transform(search, initial_step, max_step)
 
 
 def exact_linesearch(rtol: float = 1e-8, atol: float = 1e-12, max_evals: int = 100,
-                     initial_step: str = 'scaled', max_step: float = 1e10
+                     initial_step: str = 'scaled', max_step: float = 1e10,
+                     axis_name: Optional[str] = None
                      ) -> optax.GradientTransformationExtraArgs:
   """Exact search α* = argmin_{α≥0} f(x + αd) (bracketing + Brent's method).
 
@@ -205,6 +213,8 @@ def exact_linesearch(rtol: float = 1e-8, atol: float = 1e-12, max_evals: int = 1
     max_evals: most evaluations of f per search.
     initial_step: rule for the first bracketing trial.
     max_step: bracketing gives up past this step.
+    axis_name: pmap axis over which `value_fn` averages with `lax.pmean`;
+      gradients of value_fn are then averaged over it (see `derivatives`).
 
   Returns:
     A transform scaling the direction by the 1-D minimiser.
@@ -215,8 +225,8 @@ def exact_linesearch(rtol: float = 1e-8, atol: float = 1e-12, max_evals: int = 1
   _check_initial_step(initial_step)
 
   def search(f, x, d, value, g, alpha0):
-    return brent.exact_search(f, jax.grad(f), x, d, value, g, alpha0, rtol=rtol, atol=atol,
-                              max_evals=max_evals, max_step=max_step)
+    return brent.exact_search(f, derivatives.grad(f, axis_name), x, d, value, g, alpha0,
+                              rtol=rtol, atol=atol, max_evals=max_evals, max_step=max_step)
 
   return _linesearch_transform(search, initial_step, max_step)
 

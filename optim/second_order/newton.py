@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 import optax
 
+from optim.second_order import derivatives
 from optim.second_order import linesearch as ls
 
 
@@ -67,11 +68,14 @@ def damped_cholesky_solve(h: jax.Array, b: jax.Array, damping: float = 1e-3,
   return x, tau
 
 
-def scale_by_newton(damping: float = 1e-3) -> optax.GradientTransformationExtraArgs:
+def scale_by_newton(damping: float = 1e-3, axis_name: str | None = None
+                    ) -> optax.GradientTransformationExtraArgs:
   """Maps ∇f to the (damped) Newton direction −(∇²f + τI)⁻¹∇f.
 
   Args:
     damping: β of `damped_cholesky_solve`, relative to max|Hᵢᵢ|.
+    axis_name: pmap axis over which value_fn averages; the Hessian is
+      averaged over it (see `derivatives`).
 
   Returns:
     A transform whose update needs `value_fn=` (the objective, for its
@@ -93,7 +97,7 @@ def scale_by_newton(damping: float = 1e-3) -> optax.GradientTransformationExtraA
     x, unravel_x = ravel_pytree(params)
     g, unravel = ravel_pytree(updates)
     f = lambda z: value_fn(unravel_x(z))  # noqa: E731
-    h = jax.hessian(f)(x).astype(x.dtype)
+    h = derivatives.hessian(f, x, axis_name).astype(x.dtype)
     h = 0.5 * (h + h.T)
     direction, tau = damped_cholesky_solve(h, -g.astype(x.dtype), damping)
     return unravel(direction), ScaleByNewtonState(optax.safe_increment(state.count), tau)
@@ -102,7 +106,8 @@ def scale_by_newton(damping: float = 1e-3) -> optax.GradientTransformationExtraA
 
 
 def newton(linesearch: Any = 'backtracking', learning_rate: Any = None,
-           damping: float = 1e-3) -> optax.GradientTransformationExtraArgs:
+           damping: float = 1e-3, axis_name: str | None = None
+           ) -> optax.GradientTransformationExtraArgs:
   """Damped Newton with a line search (Armijo backtracking from α₀ = 1).
 
   Args:
@@ -110,9 +115,13 @@ def newton(linesearch: Any = 'backtracking', learning_rate: Any = None,
       fixed `learning_rate` (1.0 gives pure Newton).
     learning_rate: step when `linesearch` is None.
     damping: β of the Hessian shift.
+    axis_name: pmap axis over which `value_fn` averages (`lax.pmean`), e.g. the
+      trainer's 'batch' in full-batch mode; derivatives of value_fn are
+      averaged over it so every device takes the same step.
 
   Returns:
     An `optax.GradientTransformationExtraArgs` (update takes `value=`,
     `grad=`, `value_fn=`).
   """
-  return ls.with_step(scale_by_newton(damping), linesearch, learning_rate, initial_step='unit')
+  return ls.with_step(scale_by_newton(damping, axis_name), linesearch, learning_rate,
+                      initial_step='unit', axis_name=axis_name)

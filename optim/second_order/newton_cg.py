@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 import optax
 
 from optim.second_order import cg
+from optim.second_order import derivatives
 from optim.second_order import linesearch as ls
 
 
@@ -28,11 +29,14 @@ class ScaleByNewtonCGState(NamedTuple):
   negative_curvature: jax.Array
 
 
-def scale_by_newton_cg(max_cg_iters: int = 50) -> optax.GradientTransformationExtraArgs:
+def scale_by_newton_cg(max_cg_iters: int = 50, axis_name: str | None = None
+                       ) -> optax.GradientTransformationExtraArgs:
   """Maps ∇f to the truncated-CG Newton direction.
 
   Args:
     max_cg_iters: most Hessian-vector products per update.
+    axis_name: pmap axis over which value_fn averages; Hessian-vector
+      products are averaged over it (see `derivatives`).
 
   Returns:
     A transform whose update needs `value_fn=` as a keyword argument.
@@ -54,8 +58,7 @@ def scale_by_newton_cg(max_cg_iters: int = 50) -> optax.GradientTransformationEx
     x, unravel_x = ravel_pytree(params)
     g, unravel = ravel_pytree(updates)
     g = g.astype(x.dtype)
-    grad_fn = jax.grad(lambda z: value_fn(unravel_x(z)))
-    _, hvp = jax.linearize(grad_fn, x)
+    hvp = derivatives.hvp_fn(lambda z: value_fn(unravel_x(z)), x, axis_name)
     gnorm = jnp.linalg.norm(g)
     tol = jnp.minimum(0.5, jnp.sqrt(gnorm)) * gnorm
     res = cg.conjugate_gradient(lambda v: hvp(v).astype(x.dtype), -g, tol, max_cg_iters)
@@ -67,17 +70,21 @@ def scale_by_newton_cg(max_cg_iters: int = 50) -> optax.GradientTransformationEx
 
 
 def newton_cg(linesearch: Any = 'backtracking', learning_rate: Any = None,
-              max_cg_iters: int = 50) -> optax.GradientTransformationExtraArgs:
+              max_cg_iters: int = 50, axis_name: str | None = None
+              ) -> optax.GradientTransformationExtraArgs:
   """Hessian-free Newton-CG with a line search (Armijo backtracking from α₀ = 1).
 
   Args:
     linesearch: 'backtracking', 'zoom', 'exact', a transform, or None.
     learning_rate: step when `linesearch` is None.
     max_cg_iters: most Hessian-vector products per update.
+    axis_name: pmap axis over which `value_fn` averages (`lax.pmean`), e.g. the
+      trainer's 'batch' in full-batch mode; derivatives of value_fn are
+      averaged over it so every device takes the same step.
 
   Returns:
     An `optax.GradientTransformationExtraArgs` (update takes `value=`,
     `grad=`, `value_fn=`).
   """
-  return ls.with_step(scale_by_newton_cg(max_cg_iters), linesearch, learning_rate,
-                      initial_step='unit')
+  return ls.with_step(scale_by_newton_cg(max_cg_iters, axis_name), linesearch, learning_rate,
+                      initial_step='unit', axis_name=axis_name)

@@ -151,3 +151,53 @@ def test_gauss_newton_and_lm_transforms_in_an_optax_loop(x64):
       updates, state = step(params, state)
       params = optax.apply_updates(params, updates)
     np.testing.assert_allclose([params['a'], params['k']], [3.0, 2.0], rtol=1e-8)
+
+
+def _local_loss(p, x, y):
+  logits = x @ p['w'] + p['b']
+  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+
+@pytest.mark.parametrize('name', ['lbfgs', 'newton_cg'])
+def test_pmap_full_batch_with_axis_name_matches_one_device(name, x64):
+  # The trainer's full-batch step: value_fn = pmean of the per-device loss.
+  del x64
+  devices = jax.local_device_count()
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(devices * 8, 5))
+  y = rng.integers(0, 3, size=devices * 8)
+  params = {'w': jnp.zeros((5, 3)), 'b': jnp.zeros(3)}
+  steps = 4
+
+  tx_pmap = optim.create(name, axis_name='batch')
+
+  def pmap_step(p, s, xd, yd):
+    value_fn = lambda q: jax.lax.pmean(_local_loss(q, xd, yd), 'batch')  # noqa: E731
+    value = value_fn(p)
+    grads = jax.lax.pmean(jax.grad(_local_loss)(p, xd, yd), 'batch')
+    u, s = tx_pmap.update(grads, s, p, value=value, grad=grads, value_fn=value_fn)
+    return optax.apply_updates(p, u), s
+
+  step = jax.pmap(pmap_step, axis_name='batch')
+  rep = lambda t: jax.tree.map(lambda a: jnp.stack([a] * devices), t)  # noqa: E731
+  p, s = rep(params), rep(tx_pmap.init(params))
+  xs, ys = x.reshape(devices, 8, 5), y.reshape(devices, 8)
+  for _ in range(steps):
+    p, s = step(p, s, xs, ys)
+
+  tx = optim.create(name)
+  value_fn = lambda q: _local_loss(q, x, y)  # noqa: E731
+
+  @jax.jit
+  def one_step(q, st):
+    value, grads = jax.value_and_grad(value_fn)(q)
+    u, st = tx.update(grads, st, q, value=value, grad=grads, value_fn=value_fn)
+    return optax.apply_updates(q, u), st
+
+  q, st = params, tx.init(params)
+  for _ in range(steps):
+    q, st = one_step(q, st)
+  for leaf_p, leaf_q in zip(jax.tree.leaves(p), jax.tree.leaves(q)):
+    np.testing.assert_allclose(leaf_p, np.broadcast_to(leaf_p[0], leaf_p.shape), atol=1e-12)
+    np.testing.assert_allclose(leaf_p[0], leaf_q, rtol=1e-8, atol=1e-10)
+  assert float(value_fn(q)) < 0.95 * float(value_fn(params))
