@@ -37,13 +37,17 @@ def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[st
   the flag is being defined as well as when parsing, so both happen here.
   """
   fv = flags.FlagValues()
-  config_flag = config_flags.DEFINE_config_file(
-      'config', DEFAULT_CONFIG, 'Experiment config file, optionally `path.py:arg`.',
-      flag_values=fv, lock_config=True)
-  workdir = flags.DEFINE_string(
-      'workdir', None, 'Output directory (created; resumed if it holds the same config). '
-      'Default: ./runs/<config>_<UTC time>.', flag_values=fv)
-  fv(argv)
+  saved, sys.argv = sys.argv, list(argv)  # config_flags reads the overrides from sys.argv
+  try:
+    config_flag = config_flags.DEFINE_config_file(
+        'config', DEFAULT_CONFIG, 'Experiment config file, optionally `path.py:arg`.',
+        flag_values=fv, lock_config=True)
+    workdir = flags.DEFINE_string(
+        'workdir', None, 'Output directory (created; resumed if it holds the same config). '
+        'Default: ./runs/<config>_<UTC time>.', flag_values=fv)
+    fv(argv)
+  finally:
+    sys.argv = saved
   return config_flag.value, workdir.value, config_flags.get_config_filename(fv['config'])
 
 
@@ -68,6 +72,8 @@ def main(argv: list[str]) -> int:
     config, workdir, config_path = parse_flags(argv)
   except flags.Error as e:
     fail(_one_line(e))
+  except (KeyError, AttributeError) as e:  # --config.<key> that the config does not have
+    fail(f'unknown config key in the --config.* overrides: {_one_line(e)}')
   except Exception as e:  # pylint: disable=broad-except  (unknown key, config that cannot load)
     fail(f'bad --config: {_one_line(e)}')
 

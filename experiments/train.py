@@ -88,10 +88,10 @@ def _steps(config: ml_collections.ConfigDict, num_train: int, global_batch: int,
            steps_key: str, epochs_key: str, container=None) -> Optional[int]:
   """A duration given in steps or epochs (exactly one of them), in steps."""
   container = container if container is not None else config
-  steps, epochs = container.get(steps_key), container.get(epochs_key)
+  steps, epochs = container.get(steps_key) or None, container.get(epochs_key) or None
   if steps is not None and epochs is not None:
     raise ValueError(f'{steps_key}={steps!r} and {epochs_key}={epochs!r} are both set; '
-                     'give the duration in one of them')
+                     f'give the duration in one of them (the other None or 0)')
   if epochs is not None:
     return int(math.ceil(epochs * num_train / global_batch))
   return None if steps is None else int(steps)
@@ -104,6 +104,8 @@ def total_steps_of(config: ml_collections.ConfigDict, num_train: int) -> int:
   if steps is None or steps < 1:
     raise ValueError(f'total_steps={config.get("total_steps")!r}, total_epochs='
                      f'{config.get("total_epochs")!r}; set one of them to a positive number')
+  if config.get('total_steps') and config.total_steps < 0:
+    raise ValueError(f'total_steps={config.total_steps!r}; must be positive')
   return steps
 
 
@@ -366,8 +368,10 @@ def make_eval_step(setup: Setup) -> Callable[..., dict[str, jax.Array]]:
   module, task, dtype = setup.module, setup.task, DTYPES[setup.config.dtype]
 
   def eval_step(params, model_state, batch):
-    logits = module.apply({'params': params, **model_state}, batch['image'].astype(dtype),
-                          train=False)
+    def apply(images):
+      return module.apply({'params': params, **model_state}, images.astype(dtype), train=False)
+    predict = getattr(task, 'predict', None)  # dense tasks: whole-image / sliding-window
+    logits = predict(apply, batch['image']) if predict else apply(batch['image'])
     return jax.lax.psum(task.eval_sums(logits, batch['label'], batch['mask']), AXIS)
 
   return eval_step
@@ -422,8 +426,10 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
   total = total_steps_of(config, info.num_train)
   overrides = model_overrides(config, info)
   module = vision.create_model(config.model.name, **overrides)
+  task_options = config.get('task_options')  # optional task-specific knobs (segmentation)
   task = tasks_lib.create(config.task, num_classes=info.num_classes, loss=config.loss,
-                          label_smoothing=config.label_smoothing)
+                          label_smoothing=config.label_smoothing,
+                          **(task_options.to_dict() if task_options else {}))
   schedule = make_schedule(config, total, info.num_train)
   tx = make_optimizer(config, schedule)
   penalty = make_penalty(config)

@@ -22,7 +22,7 @@ overrides any of them):
                     train_split, eval_split, augment, mean, std, shuffle_buffer, data_dir, cache.
   batch_size        global batch (all devices, all hosts); must divide by devices × accum_steps.
   eval_batch_size   global eval batch (None: batch_size).
-  total_steps | total_epochs   run length; exactly one is set.
+  total_steps | total_epochs   run length; exactly one is set (the other None or 0).
   optimizer.name    an `optim.create` name; optimizer.learning_rate is the peak learning
                     rate; every other optimizer.* key is passed to the optimizer (b1, b2,
                     eps, momentum, weight_decay, ...).
