@@ -42,6 +42,10 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.sweeps.cli import config_source  # noqa: E402
+from experiments.sweeps.cli import fail  # noqa: E402
+from experiments.sweeps.cli import raw_config_flag  # noqa: E402
+
 SECOND_ORDER = ('lbfgs', 'bfgs', 'newton', 'newton_cg', 'gd_linesearch')
 SCHEDULES = ('constant', 'step', 'cosine', 'linear', 'inverse_sqrt', 'warmup_cosine')
 
@@ -84,11 +88,6 @@ class ArmResult:
   time_to_target: list[Optional[float]]
   curves: list[list[dict[str, Any]]]
   failures: list[str]
-
-
-def fail(message: str, status: int = 2) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(status)
 
 
 def with_wall_time(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -297,14 +296,13 @@ def main(argv: list[str]) -> int:
   try:
     flags.FLAGS(argv)
     config = _CONFIG.value
-    if config is None:
+    raw = raw_config_flag(argv)
+    if config is None or raw is None:
       raise flags.Error('--config is required')
     if not _WORKDIR.value:
       raise flags.Error('--workdir is required')
     if _WORKERS.value < 1:
       raise flags.Error(f'--workers={_WORKERS.value}: expected >= 1')
-    from experiments import sweep as sweep_cli  # pylint: disable=g-import-not-at-top
-    raw = sweep_cli.raw_config_flag(argv)
   except flags.Error as e:
     fail(' '.join(str(e).split()))
   except Exception as e:  # pylint: disable=broad-except
@@ -336,14 +334,14 @@ def main(argv: list[str]) -> int:
     fail(' '.join(str(e).split()))
   os.makedirs(workdir, exist_ok=True)
   storage = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "compare.db")}'
-  path, _, arg = raw.partition(':')
+  path, arg = config_source(raw)
   cli = dict(config_flags.get_override_values(flags.FLAGS['config']))
   print(f'compare: {", ".join(a.name for a in arms)}; lr grid {lr_grid}; {seeds} seed(s); '
         f'{metric} ({direction}); runs in {workdir}', flush=True)
   results = []
   for arm in arms:
     try:
-      results.append(run_arm(arm, config=config, config_path=path, config_arg=arg or None,
+      results.append(run_arm(arm, config=config, config_path=path, config_arg=arg,
                              cli=cli, workdir=workdir, storage=storage,
                              trainer=_TRAINER.value, lr_grid=lr_grid, seeds=seeds,
                              metric=metric, direction=direction, target=target,

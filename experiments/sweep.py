@@ -36,6 +36,10 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from experiments.sweeps.cli import config_source  # noqa: E402
+from experiments.sweeps.cli import fail  # noqa: E402
+from experiments.sweeps.cli import raw_config_flag  # noqa: E402
+
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Sweep config file (`path.py[:arg]`) with a `sweep` section.',
     lock_config=False)
@@ -53,33 +57,12 @@ _STALE = flags.DEFINE_float(
     'many seconds is re-queued (same host: as soon as its worker process is gone).')
 
 
-def fail(message: str, status: int = 2) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def config_source(raw: str) -> tuple[str, str | None]:
-  """'path.py:arg' -> ('path.py', 'arg')."""
-  path, _, arg = raw.partition(':')
-  return path, (arg or None)
-
-
-def raw_config_flag(argv: list[str]) -> str:
-  """The `--config` value as given (path and optional `:arg`)."""
-  for i, a in enumerate(argv):
-    if a.startswith('--config='):
-      return a.split('=', 1)[1]
-    if a == '--config' and i + 1 < len(argv):
-      return argv[i + 1]
-  raise flags.Error('--config is required: a sweep config file with a `sweep` section')
-
-
 def main(argv: list[str]) -> int:
   try:
     flags.FLAGS(argv)
     raw = raw_config_flag(argv)
     config = _CONFIG.value
-    if config is None:
+    if config is None or raw is None:
       raise flags.Error('--config is required: a sweep config file with a `sweep` section')
     if not _WORKDIR.value:
       raise flags.Error('--workdir is required')
