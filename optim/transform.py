@@ -43,7 +43,7 @@ def safe_increment(count: jax.Array) -> jax.Array:
   return jnp.where(count < _INT32_MAX, count + 1, count).astype(jnp.int32)
 
 
-def bias_correction(decay: float, count: jax.Array) -> jax.Array:
+def debias_factor(decay: float, count: jax.Array) -> jax.Array:
   """`1 - decay**count` in the default float dtype (Kingma & Ba 2015, §3)."""
   t = jnp.asarray(count).astype(float_dtype())
   return 1.0 - jnp.asarray(decay, float_dtype()) ** t
@@ -267,7 +267,7 @@ AMSGRAD_MAX = ('raw', 'corrected')
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-                  bias_correction_: bool = True, amsgrad: bool = False,
+                  bias_correction: bool = True, amsgrad: bool = False,
                   amsgrad_max: str = 'raw') -> optax.GradientTransformation:
   """Adam (Kingma & Ba 2015) and AMSGrad (Reddi et al. 2018).
 
@@ -297,8 +297,8 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     count = safe_increment(state.count)
     mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, updates, state.mu)
     nu = jax.tree.map(lambda g, v: (1 - b2) * (g * g) + b2 * v, updates, state.nu)
-    if bias_correction_:
-      c1, c2 = bias_correction(b1, count), bias_correction(b2, count)
+    if bias_correction:
+      c1, c2 = debias_factor(b1, count), debias_factor(b2, count)
       mu_hat = jax.tree.map(lambda m: m / _cast(c1, m), mu)
       correct_nu = lambda v: v / _cast(c2, v)  # noqa: E731
     else:
@@ -344,7 +344,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
     mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, updates, state.mu)
     nu = jax.tree.map(lambda g, u: jnp.maximum(b2 * u, jnp.abs(g) + _cast(eps, g)),
                       updates, state.nu)
-    c1 = bias_correction(b1, count)
+    c1 = debias_factor(b1, count)
     updates = jax.tree.map(lambda m, u: (m / _cast(c1, m)) / u, mu, nu)
     return updates, ScaleByAdamState(count, mu, nu)
 
@@ -387,7 +387,7 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     mu_product = state.mu_product * mu_t
     coef_g = (1.0 - mu_t) / (1.0 - mu_product)
     coef_m = mu_next / (1.0 - mu_product * mu_next)
-    c2 = bias_correction(b2, count)
+    c2 = debias_factor(b2, count)
     mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, updates, state.mu)
     nu = jax.tree.map(lambda g, v: (1 - b2) * (g * g) + b2 * v, updates, state.nu)
     updates = jax.tree.map(
