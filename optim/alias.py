@@ -15,7 +15,7 @@ Usage:
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import optax
 
@@ -114,15 +114,17 @@ def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
 
 def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
           eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-          amsgrad_max: str = 'raw') -> optax.GradientTransformation:
+          amsgrad_max: str = 'raw', mask: Any = None) -> optax.GradientTransformation:
   """AdamW (Loshchilov & Hutter 2019): x ← x − α·(m̂/(√v̂ + ε) + λ·x).
 
   The decay is decoupled from the adaptive scaling and multiplied by the
-  learning rate, as in torch.optim.AdamW and optax.adamw.
+  learning rate, as in torch.optim.AdamW and optax.adamw. `mask` picks the
+  decayed leaves (see `optim.transform.add_decayed_weights`; 'weights'
+  skips biases and normalisation scales); the default decays every leaf.
   """
   weight_decay = checks.non_negative('weight_decay', weight_decay)
   return chain(tr.scale_by_adam(b1, b2, eps, True, amsgrad, amsgrad_max),
-               tr.maybe(weight_decay > 0, tr.add_decayed_weights(weight_decay)),
+               tr.maybe(weight_decay > 0, tr.add_decayed_weights(weight_decay, mask)),
                tr.scale_by_learning_rate(learning_rate))
 
 

@@ -112,15 +112,28 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule,
   return optax.GradientTransformation(init_const, update_const)
 
 
-def add_decayed_weights(weight_decay: float) -> optax.GradientTransformation:
+def add_decayed_weights(weight_decay: float, mask: Any = None
+                        ) -> optax.GradientTransformation:
   """Adds `weight_decay * params` to the updates: the gradient of the L2
   penalty ½·λ‖W‖².
 
   Placed before a direction transform this is torch's `weight_decay` (L2
   regularisation); placed after it and before the learning rate it is
   AdamW's decoupled decay (Loshchilov & Hutter 2019).
+
+  Args:
+    weight_decay: λ ≥ 0.
+    mask: None (decay every leaf), 'weights' (only leaves with ndim ≥ 2, i.e.
+      not biases or normalisation scales, as DeiT/timm recipes do), a pytree
+      of bools like the params, or a callable `params -> that pytree`.
+
+  Returns:
+    A stateless `optax.GradientTransformation`.
   """
   weight_decay = checks.non_negative('weight_decay', weight_decay)
+  if not (mask is None or mask == 'weights' or callable(mask) or not isinstance(mask, str)):
+    raise ValueError(f"mask must be None, 'weights', a pytree of bools or a callable, "
+                     f'got {mask!r}')
 
   def init_fn(params):
     del params
@@ -129,8 +142,15 @@ def add_decayed_weights(weight_decay: float) -> optax.GradientTransformation:
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('weight_decay needs params: call update(grads, state, params)')
+    if mask is None:
+      keep = jax.tree.map(lambda _: True, params)
+    elif isinstance(mask, str):
+      keep = jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+    else:
+      keep = mask(params) if callable(mask) else mask
     updates = jax.tree.map(
-        lambda g, p: g + _cast(weight_decay, g) * p.astype(g.dtype), updates, params)
+        lambda g, p, k: g + _cast(weight_decay, g) * p.astype(g.dtype) if k else g,
+        updates, params, keep)
     return updates, state
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -32,6 +32,7 @@ BAD = [
     ('adamw', dict(learning_rate=0.1, weight_decay=INF), 'weight_decay', 'inf'),
     ('adadelta', dict(rho=1.1), 'rho', r'\[0, 1\]'),
     ('nadam', dict(learning_rate=0.1, momentum_decay=-1.0), 'momentum_decay', '-1.0'),
+    ('adamw', dict(learning_rate=0.1, mask='biases'), 'mask', 'biases'),
 ]
 
 

@@ -29,6 +29,14 @@ CASES = {
     'adam_cosine': ('adam', dict(learning_rate=COSINE), optax.adam(COSINE)),
     'adamw': ('adamw', dict(learning_rate=LR, weight_decay=0.1),
               optax.adamw(LR, weight_decay=0.1)),
+    'adamw_mask': ('adamw', dict(learning_rate=LR, weight_decay=0.1, mask='weights'),
+                   optax.adamw(LR, weight_decay=0.1,
+                               mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p))),
+    'adamw_callable_mask': ('adamw', dict(learning_rate=LR, weight_decay=0.1,
+                                          mask=lambda p: {**jax.tree.map(lambda _: False, p),
+                                                          'scale': True}),
+                            optax.adamw(LR, weight_decay=0.1, mask=lambda p: {
+                                **jax.tree.map(lambda _: False, p), 'scale': True})),
     'adamax': ('adamax', dict(learning_rate=LR), optax.adamax(LR)),
     # The knobs that reach optax's choices.
     'amsgrad_corrected': ('amsgrad', dict(learning_rate=LR, amsgrad_max='corrected'),
