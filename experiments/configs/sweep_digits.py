@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       reg=space.log_uniform('reg.strength', 1e-6, 1e-1),
   ))
   if args.runlocal:
-    c.sweep.stages = [dict(num_trials=2, budget={'total_steps': 4}, top_k=1),
+    c.sweep.stages = [dict(num_trials=3, budget={'total_steps': 4}, top_k=1),
                       dict(num_trials=1, budget={'total_steps': 8}, top_k=1)]
   else:
     c.sweep.stages = [dict(num_trials=20, budget={'total_steps': 70}, top_k=5),

@@ -168,7 +168,29 @@ def set_path(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
     raise KeyError(path)
 
 
+def _check_model_override(config: ml_collections.ConfigDict, path: str, where: str) -> None:
+  """`model.overrides.<key>` must name a field of the configured model."""
+  parts = path.split('.')
+  if len(parts) != 3 or parts[:2] != ['model', 'overrides']:
+    return
+  name = config.get('model', {}).get('name') if isinstance(config.get('model'), (
+      ml_collections.ConfigDict, Mapping)) else None
+  if not isinstance(name, str):
+    return
+  import vision  # pylint: disable=g-import-not-at-top  (only when sweeping model overrides)
+  try:
+    cls = vision.get_model_def(name).cls
+  except ValueError:
+    return  # the trainer reports an unknown model name itself
+  fields = sorted(f.name for f in dataclasses.fields(cls)
+                  if f.init and f.name not in ('parent', 'name'))
+  if parts[2] not in fields:
+    _fail(f'{where}: unknown config path {path!r}: model {name!r} has no field '
+          f'{parts[2]!r}; valid overrides: {", ".join(fields)}')
+
+
 def _check_path(config: ml_collections.ConfigDict, path: str, where: str) -> Any:
+  _check_model_override(config, path, where)
   try:
     return get_path(config, path)
   except KeyError as e:
