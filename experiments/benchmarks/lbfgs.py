@@ -10,7 +10,8 @@ evaluation plus the Fortran L-BFGS-B driver. Both stop on the same test,
 ‖∇f‖_∞ ≤ gtol, with memory 10 (scipy's `ftol` is set negligible so it does
 not stop earlier on a flat loss). Reported: wall time per full solve after
 compilation (interleaved), ratio = scipy / ours (> 1: ours faster); compile
-time, iterations, evaluations and final losses in `extra`.
+time, iterations, evaluations, final losses and CPU seconds per solve (a
+load-insensitive second opinion) in `extra`.
 
     python -m experiments.benchmark --only optim [--quick]
 """
@@ -79,12 +80,22 @@ def run(quick: bool) -> list[Measurement]:
     ref = peer()  # also compiles value_and_grad_flat
     times = interleaved_times({'ours': lambda: ours().x, 'scipy': lambda: peer().x},
                               repeats=3 if quick else 10, warmup=1)
+    # CPU seconds (all threads) per solve: less sensitive than wall time to
+    # other processes on a shared machine.
+    cpu = {}
+    for key, fn in (('ours', lambda: jax.block_until_ready(ours().x)), ('scipy', peer)):
+      c0 = time.process_time()
+      for _ in range(2):
+        fn()
+      cpu[key] = (time.process_time() - c0) / 2
     extra = {
         'compile_s': first - times['ours'],
         'iterations_ours': int(res.iterations), 'iterations_scipy': int(ref.nit),
         'nfev_ours': int(res.nfev), 'nfev_scipy': int(ref.nfev),
         'loss_ours': float(res.fun), 'loss_scipy': float(ref.fun),
         'converged_ours': bool(res.converged), 'scipy_message': str(ref.message),
+        'cpu_s_ours': cpu['ours'], 'cpu_s_scipy': cpu['scipy'],
+        'cpu_ratio': cpu['scipy'] / cpu['ours'],
         'gtol': GTOL, 'params': d * c + c, 'examples': n,
     }
   return [Measurement(SECTION, 'minimize lbfgs digits logreg (solve)', times['ours'],
