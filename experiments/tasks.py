@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import losses as losses_lib
+from experiments.segmentation import task as seg_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +79,13 @@ class Classification:
     return np.zeros((batch,), np.int32)
 
 
-TASKS: dict[str, Callable[..., Any]] = {'classification': Classification}
+TASKS: dict[str, Callable[..., Any]] = {'classification': Classification,
+                                        'segmentation': seg_task.Segmentation}
 
 
 def create(name: str, **kwargs: Any) -> Any:
-  """The task called `name`, built with `kwargs` (num_classes, loss, label_smoothing)."""
+  """The task called `name`, built with `kwargs` (num_classes, loss, label_smoothing, and
+  `config.task_options` such as segmentation's eval_mode/crop/stride)."""
   if name not in TASKS:
     raise ValueError(f'task={name!r} is not a known task; valid: {", ".join(sorted(TASKS))}')
   return TASKS[name](**kwargs)

@@ -25,7 +25,11 @@ Extending to dense targets (segmentation, issue 7): a source adds a
 spatially aligned array next to `image` (e.g. an int32 `[B, S, S]` label
 map); the geometric ops in `augment.py` (`pad_crop`, `flip`) already take
 such arrays through `extra=` with the same draws, and must be resized with
-nearest neighbour instead of `augment.resize`.
+nearest neighbour instead of `augment.resize`. The segmentation sources
+(`shapes`, `segfolder:PATH`, TFDS `scene_parse150`) live in
+`seg_pipeline.py` and are dispatched to first: their `label` is
+int32 `[D, B/D, H, W]` (255 = ignore) and eval `mask` stays the
+example-validity mask.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from experiments.data import arrays
 from experiments.data import config as config_lib
 from experiments.data import digits
 from experiments.data import folder
+from experiments.data import seg_pipeline
 from experiments.data.source import ArraySplit
 from experiments.data.source import DatasetInfo
 
@@ -70,6 +75,8 @@ def get_info(cfg: ml_collections.ConfigDict) -> DatasetInfo:
     ValueError: unknown dataset name or split, missing or empty folder, or a
       bad knob value in `cfg`.
   """
+  if seg_pipeline.is_segmentation(cfg):
+    return seg_pipeline.get_info(cfg)
   kind = _kind(cfg)
   size = cfg.image_size
   if kind == 'digits':
@@ -148,11 +155,16 @@ def make_train_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int, 
     process_index, process_count: this host's place among the hosts.
     full_batch: yield the whole train split (with `mask`) every step.
   """
+  if full_batch and seg_pipeline.is_segmentation(cfg):
+    raise ValueError(f'full_batch=True is not supported for segmentation data {cfg.name!r}')
   if full_batch:
     return _full_batch(cfg, num_local_devices, process_index, process_count)
   check_batch(global_batch_size, num_local_devices, process_index, process_count)
   if start_step < 0:
     raise ValueError(f'start_step={start_step} must be >= 0')
+  if seg_pipeline.is_segmentation(cfg):
+    return seg_pipeline.make_train_iterator(cfg, global_batch_size, seed, start_step,
+                                            num_local_devices, process_index, process_count)
   if _kind(cfg) == 'tfds':
     from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
     return tfds_source.train_iterator(cfg, global_batch_size, seed, start_step,
@@ -210,6 +222,9 @@ def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,
   (`tfds.even_splits` for TFDS).
   """
   local = check_batch(global_batch_size, num_local_devices, process_index, process_count)
+  if seg_pipeline.is_segmentation(cfg):
+    return seg_pipeline.make_eval_iterator(cfg, global_batch_size, num_local_devices,
+                                           process_index, process_count)
   if _kind(cfg) == 'tfds':
     from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
     return tfds_source.EvalIterable(cfg, cfg.eval_split, get_info(cfg).num_eval, local,

@@ -1,0 +1,395 @@
+"""Dense (segmentation) sources behind the input pipeline's contract.
+
+    cfg.name = 'shapes' | 'segfolder:PATH' | 'scene_parse150'   (TFDS, ADE20K)
+    cfg.augment = 'seg' (the mmseg train pipeline, `seg_augment.py`) | 'none'
+    cfg.seg = ConfigDict(num_classes, reduce_zero_label, scale, ratio_range,
+                         cat_max_ratio, flip, photometric, pad, eval_size)
+
+Batches: train `image=float32[D, B/D, S, S, 3]`, `label=int32[D, B/D, S, S]`
+(S = `image_size`, the crop; 255 = ignore); eval adds `mask=bool[D, B/D]`
+(example validity, as for classification) and has `E×E` images and labels
+(E = `seg.eval_size`, default S): each image is resized keeping its aspect
+ratio to fit E×E (not at all when it is already E×E, e.g. `shapes`) and
+padded bottom/right (image 0, label 255), so the eval labels are the
+original ones whenever the image fits. Padded examples are all-255.
+
+Labels: `reduce_zero_label` (ADE20K) maps 0 (“other”) to 255 and c to c − 1;
+afterwards every value must be in [0, num_classes) or 255, else a
+ValueError names the example. TFDS `scene_parse150` stores the annotation as
+a 3-channel PNG whose first channel is the class id (0 = other, 1..150).
+
+Randomness: example at stream position g (step·B + process offset + j)
+draws its augmentation from `np.random.default_rng([seed, g])`, so resumed
+runs see exactly the batches of an uninterrupted one. Images are scaled to
+[0, 1] and normalized by `data.mean`/`data.std` (default ImageNet's, as
+SegFormer).
+
+Knob defaults (`SEG_DEFAULTS`): scale (base (long, short) of the random
+rescale) None = (S, S); ratio_range (0.5, 2.0); cat_max_ratio 0.75; flip
+and photometric True; pad True (pad to the crop before cropping; with False
+a crop larger than the image is an error).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Iterator, Optional
+
+import ml_collections
+import numpy as np
+
+from experiments.data import arrays
+from experiments.data import seg_augment as seg_aug
+from experiments.data import seg_folder
+from experiments.data import shapes
+from experiments.data.source import DatasetInfo
+
+Batch = dict[str, np.ndarray]
+SEGFOLDER_PREFIX = 'segfolder:'
+TFDS_NAMES = {'scene_parse150': 150}
+AUGMENTATIONS = ('none', 'seg')
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SEG_DEFAULTS = dict(num_classes=None, reduce_zero_label=False, scale=None,
+                    ratio_range=(0.5, 2.0), cat_max_ratio=0.75, flip=True, photometric=True,
+                    pad=True, eval_size=None)
+IGNORE = seg_aug.IGNORE_LABEL
+
+
+def _tfds_base(name: str) -> str:
+  return name.split(':')[0].split('/')[0]
+
+
+def is_segmentation(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether `cfg.name` is a dense source handled here."""
+  name = cfg.get('name') or ''
+  return (name == 'shapes' or name.startswith(SEGFOLDER_PREFIX) or
+          _tfds_base(name) in TFDS_NAMES)
+
+
+def _kind(cfg) -> str:
+  if cfg.name == 'shapes':
+    return 'shapes'
+  if cfg.name.startswith(SEGFOLDER_PREFIX):
+    if not cfg.name[len(SEGFOLDER_PREFIX):]:
+      raise ValueError("data.name='segfolder:' needs a path: 'segfolder:PATH'")
+    return 'segfolder'
+  return 'tfds'
+
+
+def seg_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`SEG_DEFAULTS` updated with `cfg.seg`; ValueError on unknown keys or bad values."""
+  opts = dict(SEG_DEFAULTS)
+  given = cfg.get('seg')
+  given = given.to_dict() if given is not None else {}
+  unknown = sorted(set(given) - set(opts))
+  if unknown:
+    raise ValueError(f'data.seg has unknown key(s) {unknown}; valid: {sorted(opts)}')
+  opts.update({k: v for k, v in given.items() if v is not None})
+  if cfg.augment not in AUGMENTATIONS:
+    raise ValueError(f'data.augment={cfg.augment!r} for segmentation data {cfg.name!r}; '
+                     f'valid: {", ".join(AUGMENTATIONS)}')
+  if not isinstance(cfg.image_size, int) or cfg.image_size < 1:
+    raise ValueError(f'data.image_size={cfg.image_size!r}; must be a positive int (the crop)')
+  lo, hi = opts['ratio_range']
+  if not 0 < lo <= hi:
+    raise ValueError(f'data.seg.ratio_range={opts["ratio_range"]!r}; need 0 < low <= high')
+  if not 0 < opts['cat_max_ratio'] <= 1:
+    raise ValueError(f'data.seg.cat_max_ratio={opts["cat_max_ratio"]!r}; must be in (0, 1]')
+  return opts
+
+
+def _num_classes(cfg, opts) -> int:
+  kind = _kind(cfg)
+  if kind == 'shapes':
+    return shapes.NUM_CLASSES
+  if opts['num_classes']:
+    return int(opts['num_classes'])
+  if kind == 'tfds':
+    return TFDS_NAMES[_tfds_base(cfg.name)]
+  raise ValueError(f"data.seg.num_classes is not set for {cfg.name!r}; set it to the number "
+                   'of classes in the masks')
+
+
+def prepare_labels(mask: np.ndarray, num_classes: int, reduce_zero_label: bool,
+                   name: str) -> np.ndarray:
+  """int32 labels after `reduce_zero_label`, checked to be in [0, K) or 255."""
+  y = mask.astype(np.int32)
+  if reduce_zero_label:
+    y = np.where(y == 0, IGNORE, y - 1)
+    y[y == IGNORE - 1] = IGNORE
+  bad = (y != IGNORE) & ((y < 0) | (y >= num_classes))
+  if bad.any():
+    values = np.unique(y[bad])[:5].tolist()
+    raise ValueError(f'{name}: label values {values} are outside [0, {num_classes}) and are '
+                     f'not the ignore label {IGNORE} (reduce_zero_label={reduce_zero_label}); '
+                     'fix the mask or data.seg.num_classes')
+  return y
+
+
+class _Transform:
+  """Per-example train/eval transform and the batch normalization."""
+
+  def __init__(self, cfg, opts, num_classes: int):
+    self.cfg, self.opts, self.k = cfg, opts, num_classes
+    self.size = cfg.image_size
+    self.eval_size = int(opts['eval_size'] or self.size)
+    mean = cfg.mean if cfg.get('mean') is not None else IMAGENET_MEAN
+    std = cfg.std if cfg.get('std') is not None else IMAGENET_STD
+    self.mean = np.broadcast_to(np.asarray(mean, np.float32), (3,))
+    self.inv_std = 1.0 / np.broadcast_to(np.asarray(std, np.float32), (3,))
+
+  def _check(self, image: np.ndarray, mask: np.ndarray, name: str):
+    if image.ndim == 2:
+      image = image[..., None]
+    if image.shape[-1] == 1:
+      image = np.repeat(image, 3, axis=-1)
+    if mask.shape != image.shape[:2]:
+      raise ValueError(f'{name}: mask is {mask.shape[0]}x{mask.shape[1]} but the image is '
+                       f'{image.shape[0]}x{image.shape[1]}; they must be the same size')
+    labels = prepare_labels(mask, self.k, self.opts['reduce_zero_label'], name)
+    return image.astype(np.float32) / np.float32(255.0), labels
+
+  def train(self, image, mask, rng: np.random.Generator, name: str):
+    if self.cfg.augment == 'none':
+      return self.eval(image, mask, name, size=self.size)
+    o, s = self.opts, self.size
+    x, y = self._check(image, mask, name)
+    x, y = seg_aug.random_rescale(x, y, rng, o['scale'] or (s, s), o['ratio_range'])
+    if o['pad']:
+      x, y = seg_aug.pad_to(x, y, (s, s))
+    x, y = seg_aug.random_crop(x, y, rng, (s, s), o['cat_max_ratio'], name=name)
+    if o['flip']:
+      x, y = seg_aug.flip(x, y, rng)
+    if o['photometric']:
+      x = seg_aug.photometric_distortion(x, rng)
+    return x, y
+
+  def eval(self, image, mask, name: str, size: Optional[int] = None):
+    e = size or self.eval_size
+    x, y = self._check(image, mask, name)
+    if x.shape[:2] != (e, e):
+      f = min(e / x.shape[0], e / x.shape[1])
+      hw = (min(max(int(x.shape[0] * f + 0.5), 1), e), min(max(int(x.shape[1] * f + 0.5), 1), e))
+      x, y = seg_aug.resize_image(x, hw), seg_aug.resize_mask(y, hw)
+      x, y = seg_aug.pad_to(x, y, (e, e))
+    return x, y
+
+  def normalize(self, x: np.ndarray) -> np.ndarray:
+    out = np.subtract(x, self.mean, dtype=np.float32)
+    out *= self.inv_std
+    return out
+
+
+def _batch(xs, ys, transform: _Transform, num_local_devices: int) -> Batch:
+  image = transform.normalize(np.stack(xs))
+  return {'image': arrays.to_devices(image, num_local_devices),
+          'label': arrays.to_devices(np.stack(ys).astype(np.int32), num_local_devices)}
+
+
+# ---------------------------------------------------------------------------
+# In-memory sources: shapes and segfolder.
+# ---------------------------------------------------------------------------
+
+class _Examples:
+  """An in-memory split: lists of uint8 images, raw masks and names."""
+
+  def __init__(self, cfg, split: str):
+    kind = _kind(cfg)
+    if kind == 'shapes':
+      images, masks = shapes.load(split, cfg.image_size)
+      self.images, self.masks = list(images), list(masks)
+      self.names = [f'shapes/{split}[{i}]' for i in range(len(images))]
+    else:
+      pairs = seg_folder.list_split(cfg.name[len(SEGFOLDER_PREFIX):], split)
+      loaded = [seg_folder.read_pair(*p) for p in pairs]
+      self.images = [a for a, _ in loaded]
+      self.masks = [m for _, m in loaded]
+      self.names = [p[1] for p in pairs]
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+
+def _num_examples(cfg, split: str) -> int:
+  kind = _kind(cfg)
+  if kind == 'shapes':
+    return shapes.num_examples(split)
+  if kind == 'segfolder':
+    return len(seg_folder.list_split(cfg.name[len(SEGFOLDER_PREFIX):], split))
+  from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
+  return tfds_source._num_examples(tfds_source.builder(cfg), split)  # pylint: disable=protected-access
+
+
+def get_info(cfg: ml_collections.ConfigDict) -> DatasetInfo:
+  opts = seg_options(cfg)
+  s = cfg.image_size
+  return DatasetInfo(_num_classes(cfg, opts), (s, s, 3), _num_examples(cfg, cfg.train_split),
+                     _num_examples(cfg, cfg.eval_split))
+
+
+def make_train_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int, seed: int,
+                        start_step: int, num_local_devices: int, process_index: int,
+                        process_count: int) -> Iterator[Batch]:
+  """Infinite training batches of this process (see module docstring)."""
+  opts = seg_options(cfg)
+  transform = _Transform(cfg, opts, _num_classes(cfg, opts))
+  local = global_batch_size // process_count
+  offset = process_index * local
+  if _kind(cfg) == 'tfds':
+    return _tfds_train(cfg, transform, global_batch_size, seed, start_step, num_local_devices,
+                       process_index, process_count)
+  data = _Examples(cfg, cfg.train_split)
+
+  def batches():
+    n = len(data)
+    perms: dict[int, np.ndarray] = {}
+    for step in itertools.count(start_step):
+      g = step * global_batch_size + offset + np.arange(local, dtype=np.int64)
+      xs, ys = [], []
+      for pos in g:
+        e = int(pos // n)
+        if e not in perms:
+          perms.clear()
+          perms[e] = arrays.epoch_permutation(seed, e, n)
+        i = int(perms[e][pos % n])
+        rng = np.random.default_rng([seed & 0xFFFFFFFF, int(pos)])
+        x, y = transform.train(data.images[i], data.masks[i], rng, data.names[i])
+        xs.append(x)
+        ys.append(y)
+      yield _batch(xs, ys, transform, num_local_devices)
+
+  return batches()
+
+
+class _EvalIterable:
+  """Re-iterable padded pass over an eval split (each `iter` is a fresh pass)."""
+
+  def __init__(self, cfg, transform: _Transform, local_batch: int, num_local_devices: int,
+               process_index: int, process_count: int):
+    self._cfg, self._t, self._local, self._d = cfg, transform, local_batch, num_local_devices
+    self._pi, self._pc = process_index, process_count
+    n = _num_examples(cfg, cfg.eval_split)
+    self._lo, self._hi = arrays.shard_bounds(n, process_index, process_count)
+    largest = max(b - a for a, b in (arrays.shard_bounds(n, p, process_count)
+                                     for p in range(process_count)))
+    self._len = -(-largest // local_batch)
+    self._data = None
+
+  def __len__(self) -> int:
+    return self._len
+
+  def _examples(self) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    if _kind(self._cfg) == 'tfds':
+      yield from _tfds_eval_examples(self._cfg, self._pi, self._pc)
+      return
+    if self._data is None:
+      self._data = _Examples(self._cfg, self._cfg.eval_split)
+    for i in range(self._lo, self._hi):
+      yield self._data.images[i], self._data.masks[i], self._data.names[i]
+
+  def __iter__(self) -> Iterator[Batch]:
+    e = self._t.eval_size
+    it = self._examples()
+    for _ in range(self._len):
+      xs, ys = [], []
+      for image, mask, name in itertools.islice(it, self._local):
+        x, y = self._t.eval(image, mask, name)
+        xs.append(x)
+        ys.append(y)
+      real = len(xs)
+      xs += [np.zeros((e, e, 3), np.float32)] * (self._local - real)
+      ys += [np.full((e, e), IGNORE, np.int32)] * (self._local - real)
+      out = _batch(xs, ys, self._t, self._d)
+      valid = np.arange(self._local) < real
+      out['image'][arrays.to_devices(~valid, self._d)] = 0.0
+      out['mask'] = arrays.to_devices(valid, self._d)
+      yield out
+
+
+def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,
+                       num_local_devices: int, process_index: int, process_count: int
+                       ) -> Iterable[Batch]:
+  opts = seg_options(cfg)
+  transform = _Transform(cfg, opts, _num_classes(cfg, opts))
+  return _EvalIterable(cfg, transform, global_batch_size // process_count, num_local_devices,
+                       process_index, process_count)
+
+
+# ---------------------------------------------------------------------------
+# TFDS (scene_parse150): tf.data reads, shuffles and decodes; numpy augments.
+# ---------------------------------------------------------------------------
+
+def _tfds_dataset(cfg, split: str):
+  from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
+  tf, tfds = tfds_source._tf(), tfds_source._tfds()  # pylint: disable=protected-access
+  b = tfds_source.builder(cfg)
+  feats = b.info.features
+  if 'image' not in feats or 'annotation' not in feats:
+    raise ValueError(f'TFDS dataset {b.name!r} has features {list(feats)}; a segmentation '
+                     "dataset needs 'image' and 'annotation'")
+  ds = b.as_dataset(split=split, shuffle_files=False,
+                    decoders={'image': tfds.decode.SkipDecoding(),
+                              'annotation': tfds.decode.SkipDecoding()},
+                    read_config=tfds.ReadConfig(shuffle_seed=0, try_autocache=False))
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options), tf
+
+
+def _tfds_decode(tf):
+  def decode(ex):
+    image, ann = ex['image'], ex['annotation']
+    if image.dtype == tf.string:
+      image = tf.io.decode_image(image, channels=3, expand_animations=False)
+    if ann.dtype == tf.string:
+      ann = tf.io.decode_png(ann, channels=3)
+    if len(ann.shape) == 3:
+      ann = ann[..., 0]
+    return {'image': image, 'annotation': ann}
+  return tf.autograph.experimental.do_not_convert(decode)
+
+
+def _tfds_train(cfg, transform, global_batch_size, seed, start_step, num_local_devices,
+                process_index, process_count) -> Iterator[Batch]:
+  from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
+  local = global_batch_size // process_count
+  ds, tf = _tfds_dataset(cfg, tfds_source.process_split(cfg.train_split, process_index,
+                                                        process_count))
+  n = int(ds.cardinality())
+  if n <= 0:
+    raise ValueError(f'train split {cfg.train_split!r} of {cfg.name!r} is empty or of unknown '
+                     f'size ({n})')
+  buffer = min(cfg.shuffle_buffer, n)
+  start = start_step * local
+  first_epoch, skip = divmod(start, n)
+
+  def epoch(e):
+    return ds.shuffle(buffer, seed=tf.constant(seed % (1 << 31), tf.int64) * 1_000_003 + e,
+                      reshuffle_each_iteration=False)
+
+  stream = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(epoch).skip(skip)
+  stream = stream.map(_tfds_decode(tf), num_parallel_calls=tf.data.AUTOTUNE).prefetch(local)
+
+  def batches():
+    it = stream.as_numpy_iterator()
+    for step in itertools.count(start_step):
+      xs, ys = [], []
+      for j in range(local):
+        ex = next(it)
+        pos = step * global_batch_size + process_index * local + j
+        rng = np.random.default_rng([seed & 0xFFFFFFFF, pos])
+        x, y = transform.train(ex['image'], ex['annotation'], rng,
+                               f'{cfg.name} {cfg.train_split} example at stream position {pos}')
+        xs.append(x)
+        ys.append(y)
+      yield _batch(xs, ys, transform, num_local_devices)
+
+  return batches()
+
+
+def _tfds_eval_examples(cfg, process_index: int, process_count: int):
+  from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
+  split = tfds_source.process_split(cfg.eval_split, process_index, process_count)
+  ds, tf = _tfds_dataset(cfg, split)
+  ds = ds.map(_tfds_decode(tf), num_parallel_calls=tf.data.AUTOTUNE).prefetch(8)
+  for i, ex in enumerate(ds.as_numpy_iterator()):
+    yield ex['image'], ex['annotation'], f'{cfg.name} {split} example {i}'
