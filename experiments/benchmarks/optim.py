@@ -10,6 +10,8 @@ be equal (no extra copies). Goal: time ratio optax/ours ≥ 0.95.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any, Callable
 
 import jax
@@ -18,7 +20,7 @@ import optax
 
 import optim
 from experiments.benchmarks.common import Measurement
-from experiments.benchmarks.common import interleaved_times
+from experiments.benchmarks.common import block
 
 SECTION = 'optim'
 
@@ -45,6 +47,29 @@ def _random_tree(shapes: Any, seed: int) -> Any:
   return jax.tree.unflatten(treedef, [make(k, s) for k, s in zip(keys, leaves)])
 
 
+def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+  """Median wall and process-CPU seconds per call, calls alternating A, B, A, B.
+
+  Like `common.interleaved_times`, plus CPU time (all threads of this
+  process), which a shared, oversubscribed machine inflates far less than
+  wall time.
+  """
+  for _ in range(warmup):
+    for fn in fns.values():
+      block(fn())
+  wall = {k: [] for k in fns}
+  cpu = {k: [] for k in fns}
+  for _ in range(repeats):
+    for k, fn in fns.items():
+      w0, c0 = time.perf_counter(), time.process_time()
+      block(fn())
+      wall[k].append(time.perf_counter() - w0)
+      cpu[k].append(time.process_time() - c0)
+  med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
+  return med(wall), med(cpu)
+
+
 def _nbytes(tree: Any) -> int:
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
@@ -69,7 +94,7 @@ PAIRS = {
 
 def run(quick: bool) -> list[Measurement]:
   width, depth = (192, 12) if quick else (768, 14)
-  repeats = 5 if quick else 10
+  repeats = 5 if quick else 15
   shapes = _shapes(width, depth)
   grads = _random_tree(shapes, 1)
   n_params = sum(x.size for x in jax.tree.leaves(grads))
@@ -90,13 +115,15 @@ def run(quick: bool) -> list[Measurement]:
         return carry[side]
       return call
 
-    times = interleaved_times({s: make_call(s) for s in sides}, repeats=repeats, warmup=2)
+    times, cpu = _interleaved({s: make_call(s) for s in sides}, repeats=repeats)
     out.append(Measurement(
         section=SECTION, name=f'{name} update, {label} params', ours=times['ours'],
         peer=times['peer'], unit='s', peer_name=peer_name,
         extra={'params': n_params, 'state_bytes_ours': state_bytes['ours'],
                'state_bytes_peer': state_bytes['peer'],
                'state_bytes_equal': state_bytes['ours'] == state_bytes['peer'],
+               'cpu_s_ours': cpu['ours'], 'cpu_s_peer': cpu['peer'],
+               'cpu_ratio': cpu['peer'] / cpu['ours'] if cpu['ours'] else float('inf'),
                'device': jax.devices()[0].device_kind}))
     del carry, steps
   return out
