@@ -47,6 +47,9 @@ from vision.spec import ModelDef
 
 Dtype = Any
 
+# The reference init of a depthwise k×k conv: N(0, 2/fan_out), fan_out = k·k
+# (per group), drawn flat (see `vision.pvt.flat_init`).
+dwconv_init = pvt.flat_init(nn.initializers.normal(stddev=float(np.sqrt(2.0 / 9.0))))
 
 class MixFFN(nn.Module):
   """fc1 → depthwise 3×3 conv (bias) → exact GELU → dropout → fc2 → dropout."""
@@ -57,13 +60,14 @@ class MixFFN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, hw: tuple[int, int], deterministic: bool = True) -> jax.Array:
     b, n, c = x.shape
-    y = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=layers.dense_init, name='fc1')(x)
+    y = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc1')(x)
     y = y.reshape(b, hw[0], hw[1], self.hidden_dim)
     y = nn.Conv(self.hidden_dim, (3, 3), padding=((1, 1), (1, 1)),
-                feature_group_count=self.hidden_dim, dtype=self.dtype, name='dwconv')(y)
+                feature_group_count=self.hidden_dim, dtype=self.dtype,
+                kernel_init=dwconv_init, name='dwconv')(y)
     y = layers.gelu(y.reshape(b, n, self.hidden_dim))
     y = nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
-    y = nn.Dense(c, dtype=self.dtype, kernel_init=layers.dense_init, name='fc2')(y)
+    y = nn.Dense(c, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc2')(y)
     return nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
 
 
@@ -199,7 +203,7 @@ class MixTransformer(nn.Module):
     pooled = tokens.mean(axis=1)
     if self.num_classes == 0:
       return pooled
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.dense_init,
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
                       name='head')(pooled)
     chex.assert_shape(logits, (b, self.num_classes))
     return logits
