@@ -7,7 +7,8 @@ objective J(θ) = mean cross-entropy + λ‖W‖² is a deterministic function a
 line search can be trusted. Second-order methods choose their own step
 (`optimizer.learning_rate=None`); GD and Adam use a fixed learning rate.
 
-    python -m experiments.main --config=experiments/configs/lbfgs_digits.py:model=softmax,optimizer=lbfgs \
+    python -m experiments.main \
+        --config=experiments/configs/lbfgs_digits.py:model=softmax,optimizer=lbfgs \
         --workdir=/tmp/fb_softmax_lbfgs
     ... model=softmax | mlp      optimizer=lbfgs | newton_cg | gd | gd_linesearch | adam
     ... ,steps=200               (run length; ,runlocal for a smoke run)

@@ -7,9 +7,10 @@ With sₖ = xₖ₊₁ − xₖ, yₖ = ∇fₖ₊₁ − ∇fₖ, ρₖ = 1/(y�
 and the direction is d = −Hₖ∇fₖ. H starts at I, as in scipy's BFGS; with
 `initial_scaling` it is rescaled to (yᵀs / yᵀy)·I just before the first
 update (N&W eq. 6.20), which helps when I has the wrong scale but costs
-evaluations when the first step probed only the stiffest direction. Curvature safeguard as in L-BFGS: the update is skipped
-when sᵀy ≤ ε·yᵀy, keeping H positive definite. O(n²) memory: for small
-problems; use L-BFGS for models.
+evaluations when the first step probed only the stiffest direction.
+Curvature safeguard as in L-BFGS: the update is skipped when sᵀy ≤ ε·yᵀy,
+keeping H positive definite. O(n²) memory: for small problems; use L-BFGS
+for models.
 """
 from __future__ import annotations
 

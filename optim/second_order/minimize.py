@@ -122,7 +122,8 @@ def _run(fun, x0, tol, args, *, method, options, maxiter, record_history):
                status=status.astype(jnp.int32), ls_status=ls_status)
     if record_history:
       h = c['history']
-      out['history'] = {'fun': h['fun'].at[k].set(value), 'grad_norm': h['grad_norm'].at[k].set(gnorm),
+      out['history'] = {'fun': h['fun'].at[k].set(value),
+                        'grad_norm': h['grad_norm'].at[k].set(gnorm),
                         'nfev': h['nfev'].at[k].set(nfev)}
     return out
 
