@@ -23,7 +23,8 @@ after a kill and each run is inspectable in `WORKDIR/<arm>/...`.
 Output: a table (final metric mean ± std over seeds, steps and wall time to
 `--target`, best learning rate), `WORKDIR/compare.csv`, and
 `WORKDIR/compare.png` (training loss and validation accuracy against step and
-against wall time, mean over seeds with the min–max band).
+against wall time since the first logged step, mean over seeds with the
+min–max band).
 
 Exit status: 0 done; 2 bad command line or config (one line on stderr).
 """
@@ -91,8 +92,11 @@ class ArmResult:
 
 
 def with_wall_time(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-  """Records with `wall_time` (seconds of training): the trainer's own when
-  logged, else the sum of Δstep / steps_per_sec over the log intervals."""
+  """Records with `wall_time`: seconds of training since the first logged
+  step (so start-up and the first step's compilation, which differ between
+  optimizers for reasons unrelated to them, are left out). The trainer's own
+  `wall_time` when logged, else the sum of Δstep / steps_per_sec over the
+  log intervals."""
   out, t, last = [], 0.0, 0
   for r in records:
     r = dict(r)
@@ -104,6 +108,10 @@ def with_wall_time(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       r['wall_time'] = t
       last = step
     out.append(r)
+  if out:
+    t0 = out[0]['wall_time']
+    for r in out:
+      r['wall_time'] -= t0
   return out
 
 

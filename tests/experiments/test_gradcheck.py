@@ -32,8 +32,6 @@ def test_registered_models_pass_in_float64(x64):
   assert [r.path for r in reports] == ['fc0/bias', 'fc0/kernel', 'fc1/bias', 'fc1/kernel',
                                        'head/bias', 'head/kernel']
   assert max(r.max_rel_error for r in reports) < 1e-7 and f32 == []
-  reports, f32 = gradcheck.check_model('linear_classifier', coords=12)
-  assert max(r.max_rel_error for r in reports) < 1e-7 and f32 == []
 
 
 def test_cli_exit_codes(capsys):
@@ -42,4 +40,5 @@ def test_cli_exit_codes(capsys):
   assert gradcheck.main(['gradcheck', '--model=linear_classifier', '--coords=4']) == 0
   out = capsys.readouterr().out
   assert 'max relative error' in out and out.strip().endswith('PASS')
+  assert 'head/kernel' in out and 'float32' not in out  # float64 end to end
   jax.config.update('jax_enable_x64', False)
