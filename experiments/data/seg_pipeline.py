@@ -197,7 +197,7 @@ class _Examples:
     if kind == 'shapes':
       images, masks = shapes.load(split, cfg.image_size)
       self.images, self.masks = list(images), list(masks)
-      self.names = [f'shapes/{split}[{i}]' for i in range(len(images))]
+      self.names = [f'shapes {split} example {i}' for i in range(len(images))]
     else:
       pairs = seg_folder.list_split(cfg.name[len(SEGFOLDER_PREFIX):], split)
       loaded = [seg_folder.read_pair(*p) for p in pairs]
