@@ -155,7 +155,19 @@ def make_arms(optimizers: Optional[Sequence[str]], schedules: Optional[Sequence[
   if opt not in names or opt in SECOND_ORDER:
     raise ValueError(f'--optimizer={opt!r}: need a first-order optim.create name')
   base = {'optimizer': {'name': opt, 'learning_rate': 0.1}} if optimizer else {}
-  return [Arm(s, {**base, 'schedule.name': s}, sweep_lr=True) for s in schedules]
+  arms = []
+  for s in schedules:
+    extra: dict[str, Any] = {}
+    has_warmup = config.get('schedule', {}).get('warmup_steps') or config.get(
+        'schedule', {}).get('warmup_epochs')
+    if s.startswith('warmup_') and not has_warmup:
+      # A warmup schedule needs a warmup: 5% of the run unless the config sets one.
+      if config.get('total_steps'):
+        extra['schedule.warmup_steps'] = max(1, int(config.total_steps) // 20)
+      elif config.get('total_epochs'):
+        extra['schedule.warmup_epochs'] = float(config.total_epochs) / 20
+    arms.append(Arm(s, {**base, 'schedule.name': s, **extra}, sweep_lr=True))
+  return arms
 
 
 def _spec(metric: str, direction: str, params: tuple, budget: dict[str, Any], n: int,

@@ -101,10 +101,12 @@ def test_arms_are_reset_and_second_order_runs_full_batch(result):
 
 def test_make_arms_validates_names():
   import ml_collections  # pylint: disable=import-outside-toplevel
-  cfg = ml_collections.ConfigDict({'optimizer': {'name': 'momentum'}})
+  cfg = ml_collections.ConfigDict({'optimizer': {'name': 'momentum'}, 'total_steps': 200,
+                                   'schedule': {'name': 'constant', 'warmup_steps': None}})
   arms = compare.make_arms(None, ['constant', 'cosine', 'warmup_cosine'], None, cfg, 5)
   assert [a.name for a in arms] == ['constant', 'cosine', 'warmup_cosine']
   assert arms[1].overrides == {'schedule.name': 'cosine'} and arms[1].sweep_lr
+  assert arms[2].overrides == {'schedule.name': 'warmup_cosine', 'schedule.warmup_steps': 10}
   with pytest.raises(ValueError, match="unknown \\['adamm'\\]"):
     compare.make_arms(['sgd', 'adamm'], None, None, cfg, 5)
   with pytest.raises(ValueError, match='exactly one of'):
