@@ -344,8 +344,8 @@ def main(argv: list[str]) -> int:
       raise ValueError(f'--lr_grid={raw_grid!r}: expected positive learning rates')
     if seeds < 1:
       raise ValueError(f'--seeds={seeds}: expected >= 1')
-    arms = make_arms(_OPTIMIZERS.value or cfg.get('optimizers'),
-                     _SCHEDULES.value, _OPTIMIZER.value, config,
+    optimizers = _OPTIMIZERS.value or (None if _SCHEDULES.value else cfg.get('optimizers'))
+    arms = make_arms(optimizers, _SCHEDULES.value, _OPTIMIZER.value, config,
                      _SECOND_ORDER_STEPS.value or cfg.get('second_order_steps', 50))
     workdir = os.path.abspath(_WORKDIR.value)
     if _STORAGE.value:
