@@ -59,15 +59,6 @@ _LN_EPS = 1e-5
 _MASK_VALUE = -100.0
 
 
-def _pair(size: Union[int, Sequence[int]]) -> tuple[int, int]:
-  if isinstance(size, (int, np.integer)):
-    return int(size), int(size)
-  size = tuple(int(s) for s in size)
-  if len(size) != 2:
-    raise ValueError(f'img_size={size!r}: expected an int or a (height, width) pair.')
-  return size
-
-
 def window_and_shift(resolution: tuple[int, int], window: int) -> tuple[int, int]:
   """The window r and shift s a block uses at a stage of `resolution` (H, W).
 
@@ -121,6 +112,11 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int) -> np.
   windows = window_partition(img[None, :, :, None], window).reshape(-1, window * window)
   diff = windows[:, None, :] - windows[:, :, None]
   return np.where(diff != 0, _MASK_VALUE, 0.0).astype(np.float32)
+
+
+def drop_path_rates(depths: Sequence[int], rate: float) -> list[float]:
+  """Stochastic-depth rate of every block, linspace(0, rate, sum(depths))."""
+  return np.linspace(0.0, rate, sum(depths)).tolist()
 
 
 def window_partition(x, window: int):
@@ -288,7 +284,7 @@ class SwinTransformer(nn.Module):
          f'patch_size={self.patch_size!r}: expected a positive int.')
     need(isinstance(self.window_size, int) and self.window_size >= 1,
          f'window_size={self.window_size!r}: expected a positive int.')
-    height, width = _pair(self.img_size)
+    height, width = layers.to_2tuple(self.img_size)
     need(height >= self.patch_size and width >= self.patch_size
          and height % self.patch_size == 0 and width % self.patch_size == 0,
          f'img_size={self.img_size!r} is not tiled by patch_size={self.patch_size}: '
@@ -316,14 +312,6 @@ class SwinTransformer(nn.Module):
       rate = getattr(self, field)
       need(0.0 <= rate < 1.0, f'{field}={rate!r}: expected a rate in [0, 1).')
 
-  def _check_input(self, x: jax.Array) -> None:
-    height, width = _pair(self.img_size)
-    if x.ndim != 4 or x.shape[1:] != (height, width, self.in_chans):
-      raise ValueError(
-          f'images of shape {tuple(x.shape)} do not fit this Swin model: expected '
-          f'[batch, {height}, {width}, {self.in_chans}] (NHWC; set img_size/in_chans '
-          'to build a model for other images).')
-
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False,
                features_only: bool = False) -> Union[jax.Array, list[jax.Array]]:
@@ -335,7 +323,7 @@ class SwinTransformer(nn.Module):
       features_only: return the list of per-stage NHWC feature maps.
     """
     self.validate()
-    self._check_input(x)
+    layers.check_image_shape(x, self.img_size, self.in_chans, 'Swin')
     deterministic = not train
     x = x.astype(self.dtype)
     p = self.patch_size
@@ -344,7 +332,7 @@ class SwinTransformer(nn.Module):
     x = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='patch_embed_norm')(x)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
-    rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths)).tolist()
+    rates = drop_path_rates(self.depths, self.drop_path_rate)
     block_cls = SwinBlock
     if self.remat:
       block_cls = nn.remat(SwinBlock, static_argnums=(2,))
