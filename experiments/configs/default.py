@@ -4,10 +4,18 @@ r"""Default: a small ViT on scikit-learn's bundled 8×8 digits (no download).
     python -m experiments.main --config=experiments/configs/default.py --workdir=/tmp/vit_digits
     python -m experiments.main --config=experiments/configs/default.py:runlocal --workdir=/tmp/smoke
 
-Result (measured on the 2-core CPU development machine): see RESULT below.
+Result (measured here, 2-core CPU shared with ~15 other jobs, load ≈ 16):
+val/accuracy 0.9611 (346/360 test digits) after 1200 steps, 1145 s wall on
+the loaded machine. This is BELOW the 97% target; see RESULT.
 
-ViT with 2×2 patches on the 8×8 digits (16 tokens + class token), AdamW with
-linear warmup and cosine decay, label smoothing 0.1.
+The digits are upsampled bilinearly to 32×32 and cut into 16×16 patches (a
+2×2 grid of tokens plus the class token; each patch covers 4×4 original
+pixels). ViT width 64, depth 4, 4 heads, MLP ratio 2 (~140k parameters).
+Augmentation: the CIFAR recipe (zero-pad 4, random 32×32 crop, random flip),
+i.e. shifts of up to one original pixel; without it this ViT memorizes the
+1,437 training digits and stalls near 93% (measured). AdamW (lr 2e-3,
+weight decay 0.05), 50 warmup steps then cosine decay, 1200 steps of batch
+128 (~107 epochs), label smoothing 0.1.
 
 Config schema (every experiment config has every key; `--config.<key>=value`
 overrides any of them):
@@ -57,7 +65,8 @@ import ml_collections
 
 from experiments.configs import common
 
-RESULT = 'filled in below from a measured run'
+# Measured: final val/accuracy and wall time of `python -m experiments.main`.
+RESULT = {'val/accuracy': 0.9611, 'steps': 1200, 'wall_s_loaded_machine': 1145.5}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -67,21 +76,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.model.name = 'vit_tiny_patch16_224'
   c.model.overrides = ml_collections.ConfigDict(dict(
-      patch_size=2, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0))
+      patch_size=16, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0, pool='token',
+      drop_rate=0.0, drop_path_rate=0.0))
   c.data.name = 'digits'
-  c.data.image_size = 8
-  c.data.augment = 'none'
+  c.data.image_size = 32
+  c.data.augment = 'cifar'
   c.batch_size = 128
-  c.total_steps = 1500
+  c.total_steps = 1200
   c.optimizer.name = 'adamw'
-  c.optimizer.learning_rate = 1e-3
+  c.optimizer.learning_rate = 2e-3
   c.optimizer.weight_decay = 0.05
   c.schedule.name = 'cosine'
-  c.schedule.warmup_steps = 100
+  c.schedule.warmup_steps = 50
   c.label_smoothing = 0.1
   c.log_every = 50
-  c.eval_every = 250
-  c.checkpoint_every = 500
+  c.eval_every = 200
+  c.checkpoint_every = 400
   if args.runlocal:
     common.runlocal(c, steps=10, batch_size=64)
   return c

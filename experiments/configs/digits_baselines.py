@@ -16,7 +16,8 @@ All: momentum SGD (0.9) with cosine decay over 40 epochs of the 1,437 training
 digits, batch 64, pixels standardized with the train-split mean/std; test
 accuracy on the 360 held-out digits.
 
-Results: see RESULTS below (measured on the 2-core CPU development machine).
+Results (measured here, final val/accuracy on the 360 test digits):
+softmax 0.9694, svm 0.9556, mlp2 0.9722; mlp3 and convnet not yet measured.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from experiments.configs import common
 
 MODELS = ('softmax', 'svm', 'mlp2', 'mlp3', 'convnet')
 # Final val/accuracy of `python -m experiments.main` with this config.
-RESULTS = {}
+RESULTS = {'softmax': 0.9694, 'svm': 0.9556, 'mlp2': 0.9722}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
