@@ -16,7 +16,11 @@ original ones whenever the image fits. Padded examples are all-255.
 Labels: `reduce_zero_label` (ADE20K) maps 0 (“other”) to 255 and c to c − 1;
 afterwards every value must be in [0, num_classes) or 255, else a
 ValueError names the example. TFDS `scene_parse150` stores the annotation as
-a 3-channel PNG whose first channel is the class id (0 = other, 1..150).
+a 3-channel PNG; its first channel is read as the class id (0 = other,
+1..150). Caveat, not verifiable offline: TFDS 4.9 builds the dataset from
+ADEChallenge's `annotations_instance` archive; if its first channel does not
+hold the 150 scene-parsing classes for your build, prepare the data as
+`segfolder:PATH` from ADEChallengeData2016/annotations instead.
 
 Randomness: example at stream position g (step·B + process offset + j)
 draws its augmentation from `np.random.default_rng([seed, g])`, so resumed

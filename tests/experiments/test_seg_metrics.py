@@ -16,10 +16,11 @@ from experiments.segmentation import task as seg_task
 # 2x4 labels (one ignored pixel, class 3 absent from GT) and predictions.
 _LABELS = np.array([[0, 0, 1, 255], [1, 2, 2, 0]])
 _PREDS = np.array([[0, 1, 1, 2], [1, 2, 0, 0]])
+_confusion = jax.jit(metrics.confusion_matrix, static_argnums=2)  # one compile, not one per op
 
 
 def test_confusion_matrix_and_miou_by_hand():
-  c = np.asarray(metrics.confusion_matrix(jnp.array(_LABELS), jnp.array(_PREDS), 4))
+  c = np.asarray(_confusion(jnp.array(_LABELS), jnp.array(_PREDS), 4))
   # (g, p) over the 7 valid pixels: (0,0) (0,1) (1,1) (1,1) (2,2) (2,0) (0,0)
   expected = np.array([[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
   np.testing.assert_array_equal(c, expected)
@@ -35,8 +36,7 @@ def test_confusion_matrix_and_miou_by_hand():
 def test_class_predicted_but_absent_from_gt_counts_as_zero():
   preds = _PREDS.copy()
   preds[1, 3] = 3  # a GT-0 pixel predicted as class 3, which no GT pixel has
-  s = metrics.summarize(np.asarray(metrics.confusion_matrix(jnp.array(_LABELS),
-                                                            jnp.array(preds), 4)))
+  s = metrics.summarize(np.asarray(_confusion(jnp.array(_LABELS), jnp.array(preds), 4)))
   # IoU_0 = 1/(3+2-1); IoU_3 = 0/(0+1-0) = 0 and is averaged in; Acc_3 is NaN.
   np.testing.assert_allclose(s['iou'], [0.25, 2 / 3, 0.5, 0.0])
   assert s['miou'] == pytest.approx((0.25 + 2 / 3 + 0.5 + 0.0) / 4)
@@ -50,8 +50,9 @@ def test_eval_sums_accumulate_whole_set_and_skip_padding():
   labels[0, :2] = 255
   logits = jnp.asarray(rng.normal(size=(4, 2, 2, 3)), jnp.float32)
   mask = jnp.array([True, True, True, False])
-  one = t.eval_sums(logits, jnp.asarray(labels), mask)
-  halves = [t.eval_sums(logits[i:i + 2], jnp.asarray(labels[i:i + 2]), mask[i:i + 2])
+  eval_sums = jax.jit(t.eval_sums)
+  one = eval_sums(logits, jnp.asarray(labels), mask)
+  halves = [eval_sums(logits[i:i + 2], jnp.asarray(labels[i:i + 2]), mask[i:i + 2])
             for i in (0, 2)]
   np.testing.assert_array_equal(one['confusion'], halves[0]['confusion'] + halves[1]['confusion'])
   # 3 real images of 64 pixels, 16 of them ignored.
@@ -67,7 +68,8 @@ def test_pixel_loss_matches_torch_interpolate_and_ignore_index():
   logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
   labels = rng.integers(0, 4, size=(2, 20, 24))
   labels[0, 3:9, 2:7] = 255
-  ours = np.asarray(losses.pixel_cross_entropy(jnp.asarray(logits), jnp.asarray(labels)))
+  ours = np.asarray(jax.jit(losses.pixel_cross_entropy)(jnp.asarray(logits),
+                                                        jnp.asarray(labels)))
   up = F.interpolate(torch.from_numpy(logits).permute(0, 3, 1, 2), size=(20, 24),
                      mode='bilinear', align_corners=False)
   theirs = [F.cross_entropy(up[i:i + 1], torch.from_numpy(labels[i:i + 1]), ignore_index=255)
@@ -94,17 +96,17 @@ def test_slide_equals_whole_when_window_covers_image():
     n, h, w, c = images.shape
     return _pointwise(images.reshape(n, h // 4, 4, w // 4, 4, c).mean((2, 4)))
 
-  whole = inference.whole_inference(model, x)
+  whole = jax.jit(lambda v: inference.whole_inference(model, v))(x)
   for crop in ((12, 16), (20, 20)):
-    slide = inference.slide_inference(model, x, crop, (8, 8))
+    slide = jax.jit(lambda v, c=crop: inference.slide_inference(model, v, c, (8, 8)))(x)
     np.testing.assert_array_equal(np.asarray(slide), np.asarray(whole))
 
 
 def test_slide_tiles_and_averages_overlaps():
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 11, 9, 3)), jnp.float32)
   # A pointwise model gives the same value from every window: overlaps average to it exactly.
-  np.testing.assert_allclose(inference.slide_inference(_pointwise, x, (4, 4), (3, 3)),
-                             _pointwise(x), rtol=1e-6)
+  slide = jax.jit(lambda v: inference.slide_inference(_pointwise, v, (4, 4), (3, 3)))
+  np.testing.assert_allclose(slide(x), _pointwise(x), rtol=1e-6)
 
   def where(images):  # position inside the window: exposes how windows were placed and averaged
     n, h, w, _ = images.shape
@@ -112,7 +114,7 @@ def test_slide_tiles_and_averages_overlaps():
                           indexing='ij')
     return jnp.broadcast_to(jnp.stack([yy, xx], -1), (n, h, w, 2))
 
-  out = np.asarray(inference.slide_inference(where, x, (4, 5), (3, 2)))
+  out = np.asarray(jax.jit(lambda v: inference.slide_inference(where, v, (4, 5), (3, 2)))(x))
   ref, cnt = np.zeros((11, 9, 2)), np.zeros((11, 9, 1))
   for y in (0, 3, 6, 7):
     for xo in (0, 2, 4):
