@@ -152,7 +152,7 @@ def test_folder_source_end_to_end(tmp_path, capsys):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   root = tmp_path / 'images'
-  for split, n in (('train', 12), ('test', 5)):
+  for split, n in (('train', 12), ('val', 5)):
     for cls, level in (('cat', 40), ('dog', 200)):
       d = root / split / cls
       d.mkdir(parents=True)
