@@ -93,6 +93,12 @@ def load_pretrained(name: str, path: str, **overrides: Any) -> tuple[nn.Module, 
     raise ValueError(
         f'{path!r} does not look like a {entry.family} checkpoint in HuggingFace, '
         f'timm or original naming (first keys: {sorted(tensors)[:5]}).')
+  # A naming convention can imply numerics (HF PVT/SegFormer LayerNorm eps);
+  # explicit overrides still win.
+  default_overrides = getattr(converter, 'default_overrides', None)
+  if default_overrides is not None:
+    for key, value in default_overrides(fmt).items():
+      overrides.setdefault(key, value)
   if 'num_classes' not in overrides:
     classes = converter.num_classes(tensors, fmt)
     if classes is not None:

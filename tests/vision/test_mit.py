@@ -165,7 +165,7 @@ def test_hf_parity_full_mit_b0(tmp_path):
   x = images((1, 64, 64, 3), seed=1)
   with torch.no_grad():
     ref = model(nchw(x)).logits.numpy()
-  module, variables = vision.load_pretrained('mit_b0', path, **seg_weights.HF_OVERRIDES)
+  module, variables = vision.load_pretrained('mit_b0', path)  # HF eps from default_overrides
   logits = jax.jit(lambda v, x: module.apply(v, x))(variables, x)
   np.testing.assert_allclose(np.asarray(logits), ref, atol=1e-4, rtol=0)
 

@@ -148,7 +148,7 @@ def test_hf_parity_full_pvt_tiny(tmp_path):
   x = images((1, 224, 224, 3), seed=1)
   with torch.no_grad():
     ref = model(nchw(x)).logits.numpy()
-  module, variables = vision.load_pretrained('pvt_tiny', path, **pvt_weights.HF_OVERRIDES)
+  module, variables = vision.load_pretrained('pvt_tiny', path)  # HF eps from default_overrides
   assert module.num_classes == 1000
   logits = jax.jit(lambda v, x: module.apply(v, x))(variables, x)
   np.testing.assert_allclose(np.asarray(logits), ref, atol=1e-4, rtol=0)

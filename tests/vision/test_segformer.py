@@ -101,7 +101,7 @@ def test_hf_parity_full_segformer_b0(tmp_path):
   x = images((1, 64, 64, 3), seed=1)
   with torch.no_grad():
     ref = model(nchw(x)).logits.numpy()
-  module, variables = vision.load_pretrained('segformer_b0', path, **seg_weights.HF_OVERRIDES)
+  module, variables = vision.load_pretrained('segformer_b0', path)  # HF eps from default_overrides
   assert module.num_classes == 150 and module.decoder_dim == 256
   logits = jax.jit(lambda v, x: module.apply(v, x))(variables, x)
   np.testing.assert_allclose(np.asarray(logits).transpose(0, 3, 1, 2), ref, atol=1e-4, rtol=0)

@@ -13,4 +13,7 @@ Each family module (`vision/weights/<family>.py`) provides:
       fused qkv/kv splits) and resizing position embeddings to the module's
       img_size. Keys it does not use are returned under the top-level
       '__unused__' entry so the loader can report them.
+  default_overrides(fmt) -> dict   (optional)
+      module overrides a naming convention implies (e.g. HF's LayerNorm eps),
+      applied unless the caller overrides them explicitly.
 """

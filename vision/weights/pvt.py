@@ -22,8 +22,9 @@ original `_get_pos_embed` does with `F.interpolate(mode='bilinear')`; the
 stage-4 class-token entry is kept as it is.
 
 HF PVT uses LayerNorm eps 1e-6 everywhere while the original (and our default)
-uses 1e-5 in the patch-embedding and spatial-reduction norms: load HF
-checkpoints with `**HF_OVERRIDES` to reproduce HF's outputs exactly.
+uses 1e-5 in the patch-embedding and spatial-reduction norms: HF checkpoints
+get `HF_OVERRIDES` through `default_overrides`, so `load_pretrained`
+reproduces HF's outputs exactly.
 """
 from __future__ import annotations
 
@@ -190,3 +191,8 @@ def to_flax(tensors: Mapping[str, np.ndarray], fmt: str, module: Any) -> dict[st
     else:
       params[key] = resize_grid(embed, grid)
   return variables
+
+
+def default_overrides(fmt: str) -> dict:
+  """HF checkpoints imply HF's LayerNorm eps; other namings use ours."""
+  return dict(HF_OVERRIDES) if fmt == 'hf' else {}

@@ -23,8 +23,8 @@ The decoder's 1×1 convolutions (`linear_fuse`, the classifier) become Dense
 kernels (in, out).
 
 HF SegFormer uses LayerNorm eps 1e-5 everywhere while the original (and our
-default) uses 1e-6 in the blocks: load HF checkpoints with `**HF_OVERRIDES` to
-reproduce HF's outputs exactly.
+default) uses 1e-6 in the blocks: `default_overrides` applies HF_OVERRIDES to
+HF checkpoints, so `load_pretrained` reproduces HF's outputs exactly.
 """
 from __future__ import annotations
 
@@ -156,3 +156,8 @@ def to_flax(tensors: Mapping[str, np.ndarray], fmt: str, module: Any) -> dict[st
     return name.replace('.', '/')
 
   return pvt_weights.torch_to_flax(tensors, module_path)
+
+
+def default_overrides(fmt: str) -> dict:
+  """HF checkpoints imply HF's LayerNorm eps; other namings use ours."""
+  return dict(HF_OVERRIDES) if fmt == 'hf' else {}
