@@ -145,6 +145,7 @@ class WindowAttention(nn.Module):
   window_size: int  # M: the configured window, which sizes the bias table
   drop_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  relative_position_bias: bool = True  # False: the paper's "no pos." ablation
 
   @nn.compact
   def __call__(self, x: jax.Array, window: int, mask: Optional[np.ndarray],
@@ -153,11 +154,13 @@ class WindowAttention(nn.Module):
     bw, n, c = x.shape
     head_dim = c // self.num_heads
     m = self.window_size
-    table = self.param('relative_position_bias_table', layers.dense_init,
-                       ((2 * m - 1) ** 2, self.num_heads), jnp.float32)
-    index = relative_position_index(window, m)
-    bias = jnp.take(table, index.reshape(-1), axis=0).reshape(n, n, self.num_heads)
-    bias = bias.transpose(2, 0, 1)[None]  # [1, heads, r², r²]
+    bias = jnp.zeros((1, self.num_heads, n, n), jnp.float32)
+    if self.relative_position_bias:
+      table = self.param('relative_position_bias_table', layers.dense_init,
+                         ((2 * m - 1) ** 2, self.num_heads), jnp.float32)
+      index = relative_position_index(window, m)
+      bias = jnp.take(table, index.reshape(-1), axis=0).reshape(n, n, self.num_heads)
+      bias = bias.transpose(2, 0, 1)[None]  # [1, heads, r², r²]
     if mask is not None:
       num_windows = mask.shape[0]
       bias = bias + jnp.asarray(mask)[:, None]  # [nW, heads, r², r²]
@@ -181,6 +184,7 @@ class SwinBlock(nn.Module):
   drop_rate: float = 0.0
   drop_path: float = 0.0
   dtype: Dtype = jnp.float32
+  relative_position_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
@@ -200,7 +204,7 @@ class SwinBlock(nn.Module):
       mask = shifted_window_mask(hp, wp, window, shift)
     y = window_partition(y, window)
     y = WindowAttention(self.num_heads, self.window_size, self.drop_rate, self.dtype,
-                        name='attn')(y, window, mask, deterministic)
+                        self.relative_position_bias, name='attn')(y, window, mask, deterministic)
     y = window_reverse(y, window, hp, wp)
     if shift:
       y = jnp.roll(y, (shift, shift), axis=(1, 2))
@@ -249,6 +253,11 @@ class SwinTransformer(nn.Module):
     mlp_ratio: MLP hidden width / block width.
     remat: recompute each block's activations in the backward pass
       (`nn.remat`), trading compute for memory.
+    shifted_windows: shift the windows by ⌊M/2⌋ on odd blocks (False: every
+      block is W-MSA; the paper's "w/o shifting" ablation, Table 4).
+    relative_position_bias: add the learned bias B to the attention scores.
+    absolute_pos_embed: add a learned [1, H/p·W/p, C] embedding after the
+      patch embedding (the paper's "abs. pos." row; trunc-normal 0.02).
   """
   num_classes: int = 1000
   img_size: Union[int, Sequence[int]] = 224
@@ -263,6 +272,9 @@ class SwinTransformer(nn.Module):
   num_heads: Sequence[int] = (3, 6, 12, 24)
   mlp_ratio: float = 4.0
   remat: bool = False
+  shifted_windows: bool = True
+  relative_position_bias: bool = True
+  absolute_pos_embed: bool = False
 
   @property
   def stage_dims(self) -> tuple[int, ...]:
@@ -330,6 +342,10 @@ class SwinTransformer(nn.Module):
     x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding='VALID', dtype=self.dtype,
                 kernel_init=layers.dense_init, name='patch_embed_proj')(x)
     x = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='patch_embed_norm')(x)
+    if self.absolute_pos_embed:
+      _, gh, gw, c = x.shape
+      pos = self.param('absolute_pos_embed', layers.dense_init, (1, gh * gw, c), jnp.float32)
+      x = x + pos.reshape(1, gh, gw, c).astype(x.dtype)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
     rates = drop_path_rates(self.depths, self.drop_path_rate)
@@ -340,9 +356,10 @@ class SwinTransformer(nn.Module):
     index = 0
     for i, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):
       for j in range(depth):
-        x = block_cls(heads, self.window_size, shifted=j % 2 == 1,
+        x = block_cls(heads, self.window_size, shifted=self.shifted_windows and j % 2 == 1,
                       mlp_ratio=self.mlp_ratio, drop_rate=self.drop_rate,
                       drop_path=rates[index], dtype=self.dtype,
+                      relative_position_bias=self.relative_position_bias,
                       name=f'layers_{i}_blocks_{j}')(x, deterministic)
         index += 1
       if features_only:

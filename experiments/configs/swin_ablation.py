@@ -19,8 +19,7 @@ The paper (ImageNet-1K, Swin-T): w/o shifting 80.2, no pos. 80.1, abs. pos.
 small and noisy — the point is the runnable, resumable ablation table.
 
 Model fields used (vision/swin.py `SwinTransformer`): `shifted_windows`,
-`relative_position_bias`, `absolute_pos_embed`. Until the model has them the
-sweep stops before any trial with one line naming the missing field.
+`relative_position_bias`, `absolute_pos_embed`.
 """
 from __future__ import annotations
 

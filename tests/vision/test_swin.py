@@ -552,3 +552,52 @@ def test_attention_cost_linear_in_area_for_swin_quadratic_for_vit():
   assert quadratic == pytest.approx(2 * tokens ** 2 * dim, rel=0.15)  # softmax adds a little
   assert quadratic > 0.25 * vit_g[-1] * 1e9  # the rest: patch embedding, MLP, head
   assert vit_g[-1] / sizes[-1] ** 2 > 1.25 * vit_g[0] / sizes[0] ** 2  # measured 1.35
+
+
+# --- ablation switches (Liu et al. 2021, Table 4), used by configs/swin_ablation.py ---
+
+ABLATION = dict(img_size=16, patch_size=2, embed_dim=8, depths=(2, 2), num_heads=(1, 2),
+                window_size=4, num_classes=3)
+
+
+def _ablation_params(**switches):
+  module = swin.SwinTransformer(**ABLATION, **switches)
+  x = jnp.zeros((1, 16, 16, 3))
+  return module, jax.eval_shape(module.init, jax.random.PRNGKey(0), x)['params']
+
+
+def test_ablation_switches_change_exactly_the_expected_parameters():
+  _, base = _ablation_params()
+  n = vision.param_count(base)
+  table_rows = (2 * 4 - 1) ** 2
+  _, no_rel = _ablation_params(relative_position_bias=False)
+  assert vision.param_count(no_rel) == n - table_rows * (2 * 1 + 2 * 2)
+  _, ape = _ablation_params(relative_position_bias=False, absolute_pos_embed=True)
+  assert vision.param_count(ape) == n - table_rows * 6 + (16 // 2) ** 2 * 8
+  _, no_shift = _ablation_params(shifted_windows=False)
+  assert vision.param_count(no_shift) == n
+
+
+def test_ablation_switches_are_the_identity_at_zero_and_shift_matters():
+  module, _ = _ablation_params()
+  x = jnp.asarray(np.random.RandomState(0).randn(2, 16, 16, 3), jnp.float32)
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)['params']
+  rng = np.random.RandomState(1)  # unit-scale weights: attention far from uniform
+  flat = {k: jnp.asarray(rng.randn(*v.shape), jnp.float32)
+          for k, v in flax.traverse_util.flatten_dict(shapes, sep='/').items()}
+  zero_tables = {k: (jnp.zeros_like(v) if k.endswith('relative_position_bias_table') else v)
+                 for k, v in flat.items()}
+  no_tables = {k: v for k, v in flat.items() if not k.endswith('relative_position_bias_table')}
+
+  def run(params, **switches):
+    m = swin.SwinTransformer(**ABLATION, **switches)
+    return m.apply({'params': flax.traverse_util.unflatten_dict(params, sep='/')}, x)
+
+  # zero bias tables == no relative bias; a zero absolute embedding == none
+  np.testing.assert_allclose(run(no_tables, relative_position_bias=False),
+                             run(zero_tables), atol=1e-6)
+  with_ape = dict(no_tables, absolute_pos_embed=jnp.zeros((1, 64, 8)))
+  np.testing.assert_allclose(run(with_ape, relative_position_bias=False, absolute_pos_embed=True),
+                             run(zero_tables), atol=1e-6)
+  # the 8×8 stage has 4 windows, so the shift changes which tokens attend together
+  assert np.max(np.abs(run(flat) - run(flat, shifted_windows=False))) > 1e-4
