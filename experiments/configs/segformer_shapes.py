@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.seg = ml_collections.ConfigDict(dict(
       ratio_range=(0.5, 2.0), cat_max_ratio=0.75, flip=True, photometric=True))
   c.batch_size = 32
-  c.eval_batch_size = 50
+  c.eval_batch_size = 48
   c.total_steps = 1500
   c.optimizer.name = 'adamw'
   c.optimizer.learning_rate = 1e-3
