@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from experiments.data import augment as aug
+from experiments.data.config import FLIPPING
 from experiments.data.source import ArraySplit
 
 Batch = dict[str, np.ndarray]
@@ -56,10 +57,10 @@ class BatchStage:
       x = x.astype(np.float32)
       x /= np.float32(255.0)
       fresh = True
-    if train and self.cfg.augment == 'cifar':
+    if train and self.cfg.augment in ('cifar', 'shift'):
       (x,) = aug.pad_crop(x, seed, positions, pad=4)
       fresh = True
-    if train and self.cfg.augment != 'none':
+    if train and self.cfg.augment in FLIPPING:
       (x,) = aug.flip(x, seed, positions, copy=not fresh)
     out = np.subtract(convert_channels(x, self.channels), self._offset, dtype=np.float32)
     out *= self._inv_std  # in place: fresh temporaries cost more than the arithmetic

@@ -20,7 +20,9 @@ overrides them from the command line):
   stratified 80/20 split (scikit-learn `train_test_split`, random_state=0):
   `'train'` has 1437 examples, `'test'` 360.
 - `augment`: `'none'`; `'flip'` (random horizontal flip); `'cifar'` (zero-pad
-  4 pixels on each side, random `image_size` crop, random flip);
+  4 pixels on each side, random `image_size` crop, random flip); `'shift'`
+  (the CIFAR pad-and-crop without the flip, for data whose mirror image is
+  another class or no class, such as digits);
   `'inception'` (random crop of area fraction in [0.08, 1] and aspect ratio
   in [3/4, 4/3], resized to `image_size`, random flip; evaluation then uses
   the central 87.5% crop, as in the Inception/DeiT recipes). Randomness is
@@ -38,7 +40,9 @@ from __future__ import annotations
 
 import ml_collections
 
-AUGMENTATIONS = ('none', 'flip', 'cifar', 'inception')
+AUGMENTATIONS = ('none', 'flip', 'cifar', 'shift', 'inception')
+# The augmentations that include a random horizontal flip.
+FLIPPING = ('flip', 'cifar', 'inception')
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -101,11 +101,22 @@ def test_train_is_deterministic_and_resumes_bit_identically(augment_kind):
 
 def test_augmentations_change_images_but_not_the_order():
   plain = next(data.make_train_iterator(_cfg(image_size=12), 64, seed=1))
-  for kind in ('flip', 'cifar', 'inception'):
+  for kind in ('flip', 'cifar', 'shift', 'inception'):
     batch = next(data.make_train_iterator(_cfg(image_size=12, augment=kind), 64, seed=1))
     np.testing.assert_array_equal(batch['label'], plain['label'])
     changed = np.any(batch['image'] != plain['image'], axis=(2, 3, 4))
     assert 0.2 < changed.mean() <= 1.0, kind
+
+
+def test_shift_is_the_cifar_crop_without_the_flip():
+  # Same seed, same stream positions: the crops coincide, and 'cifar' is the
+  # 'shift' image mirrored exactly where its flip draw fired.
+  shift = _flat(next(data.make_train_iterator(_cfg(image_size=12, augment='shift'), 64, 1)), 'image')
+  cifar = _flat(next(data.make_train_iterator(_cfg(image_size=12, augment='cifar'), 64, 1)), 'image')
+  same = np.all(shift == cifar, axis=(1, 2, 3))
+  mirrored = np.all(shift[:, :, ::-1] == cifar, axis=(1, 2, 3))
+  assert np.all(same | mirrored)
+  assert 0.2 < np.mean(~same) < 0.8  # the flips cifar adds, about half
 
 
 def test_processes_split_each_global_batch():
