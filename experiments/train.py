@@ -564,6 +564,7 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
     if pending is not None:
       check(*pending)
   finally:
+    train_iter.close()  # stops and joins the prefetch thread before exit
     writer.close()
     ckpt.close()
 

@@ -69,3 +69,11 @@ def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
       yield item
   finally:
     stop.set()
+    # Join the producer: a daemon thread still inside jax or numpy when the
+    # interpreter exits is killed mid-C++ and aborts the process (SIGABRT).
+    while thread.is_alive():
+      try:
+        q.get_nowait()  # unblocks a producer waiting on a full queue
+      except queue.Empty:
+        pass
+      thread.join(timeout=0.05)
