@@ -529,14 +529,17 @@ class Sweep:
         continue
       result = self._run_trial(study, trial)
       if result is not None:
-        done, total, _, _ = self.progress(study)
         with self._print_lock:
-          self._shown = max(done, self._shown + 1)  # monotone across threads
-          self.log(live_line(self.spec, result, self._shown, total))
+          # One number per line: trials finished before this run, then one per
+          # trial finished here (counting the study's finished trials instead
+          # would skip a number when two workers finish together).
+          self._shown += 1
+          self.log(live_line(self.spec, result, self._shown, self.spec.total_trials))
 
   def run(self, workers: int = 1) -> list[TrialResult]:
     """Runs the sweep with `workers` concurrent trials; returns all results."""
     study = self.open()
+    self._shown = self.progress(study)[0]
     errors: list[BaseException] = []
 
     def target() -> None:
