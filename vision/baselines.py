@@ -107,7 +107,7 @@ class LinearClassifier(nn.Module):
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
-    return x.astype(jnp.float32)
+    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
 
 
 class Activation(nn.Module):
@@ -182,7 +182,7 @@ class MLP(nn.Module):
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
-    return x.astype(jnp.float32)
+    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
 
 
 class ConvNet(nn.Module):
@@ -271,7 +271,7 @@ class ConvNet(nn.Module):
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
-    return x.astype(jnp.float32)
+    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
 
 
 MODELS = {

@@ -65,10 +65,17 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
 
   Goes through `jax.nn.dot_product_attention` so XLA (or cuDNN's fused kernel
   on GPU) picks the implementation; the softmax runs in float32 whatever the
-  compute dtype. `bias` broadcasts to [B, heads, T, S].
+  compute dtype. `bias` broadcasts to [B, heads, T, S]. Float64 inputs (the
+  gradient checks) take the same math spelled out, since the fused op
+  computes in float32 whatever its inputs.
   """
   if bias is not None:
     bias = bias.astype(q.dtype)
+  if q.dtype == jnp.float64:
+    scores = jnp.einsum('bqhd,bkhd->bhqk', q, k) / jnp.sqrt(jnp.float64(q.shape[-1]))
+    if bias is not None:
+      scores = scores + bias
+    return jnp.einsum('bhqk,bkhd->bqhd', jax.nn.softmax(scores, axis=-1), v)
   return jax.nn.dot_product_attention(q, k, v, bias=bias)
 
 

@@ -220,7 +220,7 @@ class VisionTransformer(nn.Module):
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.dense_init,
                  name='head')(x)
     chex.assert_shape(x, (images.shape[0], self.num_classes))
-    return x.astype(jnp.float32)
+    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
 
 
 def _vit(patch: int, dim: int, depth: int, heads: int) -> ModelDef:
