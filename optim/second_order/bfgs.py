@@ -22,6 +22,7 @@ from jax.flatten_util import ravel_pytree
 import optax
 
 from optim.second_order import linesearch as ls
+from optim.second_order.curvature import curvature_pair
 
 
 class ScaleByBFGSState(NamedTuple):
@@ -78,12 +79,8 @@ def scale_by_bfgs(curvature_eps: float | None = None, initial_scaling: bool = Fa
     x, _ = ravel_pytree(params)
     g, unravel = ravel_pytree(updates)
     g = g.astype(x.dtype)
-    eps = jnp.finfo(x.dtype).eps if curvature_eps is None else curvature_eps
-    s = x - state.params
-    y = g - state.grad
-    sy = jnp.vdot(s, y)
-    yy = jnp.vdot(y, y)
-    keep = (state.count > 0) & (sy > eps * yy) & jnp.isfinite(sy) & (yy > 0)
+    s, y, sy, yy, keep = curvature_pair(x, g, state.params, state.grad, state.count,
+                                        curvature_eps)
     h = jnp.where(keep & (state.num_pairs == 0) & initial_scaling,
                   (sy / jnp.where(keep, yy, 1.0)) * jnp.eye(x.shape[0], dtype=x.dtype),
                   state.inv_hessian)

@@ -25,6 +25,7 @@ from jax.flatten_util import ravel_pytree
 import optax
 
 from optim.second_order import linesearch as ls
+from optim.second_order.curvature import curvature_pair
 
 
 class ScaleByLBFGSState(NamedTuple):
@@ -113,12 +114,8 @@ def scale_by_lbfgs(memory_size: int = 10, curvature_eps: float | None = None
     x, _ = ravel_pytree(params)
     g, unravel = ravel_pytree(updates)
     g = g.astype(x.dtype)
-    eps = jnp.finfo(x.dtype).eps if curvature_eps is None else curvature_eps
-    s = x - state.params
-    y = g - state.grad
-    sy = jnp.vdot(s, y)
-    yy = jnp.vdot(y, y)
-    keep = (state.count > 0) & (sy > eps * yy) & jnp.isfinite(sy) & (yy > 0)
+    s, y, sy, yy, keep = curvature_pair(x, g, state.params, state.grad, state.count,
+                                        curvature_eps)
 
     def push(history, row):
       return jnp.concatenate([history[1:], row[None]], axis=0)
