@@ -26,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import flax.jax_utils
 import jax
@@ -134,16 +135,96 @@ def make_schedule(config: ml_collections.ConfigDict, total_steps: int, num_train
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule) -> optax.GradientTransformation:
-  """optim.create(optimizer.name, learning_rate=schedule, **other optimizer keys), clipped."""
+  """optim.create(optimizer.name, learning_rate=schedule, **other optimizer keys), clipped.
+
+  optimizer.lr_mult (optional, {pattern: m}) scales the learning rate of the
+  matching parameters by m (`scale_lr_by_path`).
+  """
   hparams = config.optimizer.to_dict()
   name = hparams.pop('name')
+  lr_mult = hparams.pop('lr_mult', None) or {}
   hparams.pop('learning_rate', None)
   if schedule is not None:
     hparams['learning_rate'] = schedule
   tx = optim.create(name, **hparams)
+  if lr_mult:
+    if name in second_order_names():
+      raise ValueError(f'optimizer.lr_mult={lr_mult!r} with optimizer.name={name!r}: a line '
+                       'search or Newton step chooses its own step size; lr_mult needs a '
+                       'first-order optimizer')
+    tx = scale_lr_by_path(tx, lr_mult)
   if config.grad_clip_norm is not None:
     tx = optax.chain(optim.clip_by_global_norm(config.grad_clip_norm), tx)
   return tx
+
+
+def _path_name(path: tuple) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+                  for k in path)
+
+
+def lr_multipliers(params: Any, lr_mult: Mapping[str, float]) -> Any:
+  """The learning-rate factor of every leaf of `params` (a pytree of Python floats).
+
+  A leaf's path is its keys joined by '/' ('decode_head/linear_c1/kernel');
+  pattern p of `lr_mult` matches it when `re.search(p, path)` does, so a plain
+  name matches as a substring, as mmseg's `paramwise_cfg.custom_keys` do. When
+  several patterns match, the longest wins (mmseg's rule); unmatched leaves get 1.
+
+  Raises:
+    ValueError: a pattern is not a valid regular expression or matches no
+      parameter (the message lists the top-level parameter names), or a factor
+      is not a number ≥ 0.
+  """
+  for pattern, m in lr_mult.items():
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 0:
+      raise ValueError(f'optimizer.lr_mult[{pattern!r}]={m!r}; must be a number >= 0')
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ValueError(f'optimizer.lr_mult pattern {pattern!r} is not a regular expression: '
+                       f'{e}') from e
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [_path_name(p) for p, _ in leaves]
+  unused = [p for p in lr_mult if not any(re.search(p, s) for s in paths)]
+  if unused:
+    top = sorted(params) if isinstance(params, Mapping) else sorted({s.split('/')[0]
+                                                                    for s in paths})
+    raise ValueError(f'optimizer.lr_mult pattern(s) {unused} match no parameter; patterns are '
+                     f"searched in paths like {paths[0] if paths else ''!r}; top-level "
+                     f'parameter names: {", ".join(map(str, top))}')
+  longest_first = sorted(lr_mult, key=len, reverse=True)
+  factors = [float(next((lr_mult[p] for p in longest_first if re.search(p, s)), 1.0))
+             for s in paths]
+  return jax.tree_util.tree_unflatten(treedef, factors)
+
+
+def scale_lr_by_path(tx: optax.GradientTransformation, lr_mult: Mapping[str, float]
+                     ) -> optax.GradientTransformation:
+  """`tx` with the final update of every leaf matching `lr_mult` multiplied by its factor m.
+
+  Every first-order `optim.create` optimizer ends in `−lr·u` with no state
+  depending on lr, so m·(−lr·u) is exactly that leaf trained with learning
+  rate m·lr (at every step of the schedule), as a torch/mmseg parameter
+  group with `lr_mult=m`; AdamW's decoupled decay −lr·λ·θ is scaled with it,
+  as torch multiplies λ by the group's lr. Patterns are checked at `init`
+  (see `lr_multipliers`).
+  """
+  lr_mult = dict(lr_mult)
+  tx = optax.with_extra_args_support(tx)
+
+  def init_fn(params):
+    lr_multipliers(params, lr_mult)
+    return tx.init(params)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    updates, state = tx.update(updates, state, params, **extra_args)
+    factors = lr_multipliers(updates, lr_mult)
+    updates = jax.tree.map(lambda u, m: u if m == 1.0 else u * jnp.asarray(m, u.dtype),
+                           updates, factors)
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _is_kernel(path: tuple, leaf: Any) -> bool:
@@ -442,6 +523,8 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
                      f'(data.image_size={config.data.image_size}): {first}') from e
   out = jax.eval_shape(lambda v: module.apply(v, jnp.zeros((1, *info.image_shape)), train=False),
                        shapes)
+  if config.optimizer.get('lr_mult'):
+    lr_multipliers(shapes['params'], config.optimizer.to_dict()['lr_mult'])  # match the model
   if config.task == 'classification' and out.shape[-1] != info.num_classes:
     raise ValueError(f'model {config.model.name!r} outputs {out.shape[-1]} classes; the data '
                      f'has {info.num_classes} (set model.overrides.num_classes or drop it)')

@@ -34,8 +34,12 @@ overrides any of them):
   eval_batch_size   global eval batch (None: batch_size).
   total_steps | total_epochs   run length; exactly one is set (the other None or 0).
   optimizer.name    an `optim.create` name; optimizer.learning_rate is the peak learning
-                    rate; every other optimizer.* key is passed to the optimizer (b1, b2,
-                    eps, momentum, weight_decay, ...).
+                    rate; every other optimizer.* key but lr_mult goes to the optimizer (b1, b2,
+                    eps, momentum, weight_decay, ...). Optional optimizer.lr_mult
+                    {pattern: m}: parameters whose '/'-joined path ('decode_head/
+                    linear_c1/kernel') `re.search`-matches pattern train with m × the
+                    learning rate (longest pattern wins; first-order optimizers only;
+                    a pattern matching nothing is an error), as mmseg's lr_mult.
   schedule.name     an `optim.schedules.create` name (constant, step, exponential,
                     inverse_time, cosine, linear, inverse_sqrt, poly, ...) peaking at
                     optimizer.learning_rate; schedule.warmup_steps | warmup_epochs adds a

@@ -19,8 +19,12 @@ crop 512, stride 341 is mmseg's sliding mode).
 Result quoted from the paper (ImageNet-1k pretrained encoders, which this
 repository cannot download; from scratch expect far less): ADE20K val
 single-scale mIoU B0 37.4, B1 42.2, B2 46.5, B3 49.4, B4 50.3, B5 51.0.
-The paper uses 10× the learning rate on the decode head; this config uses
-one rate. Backbones (`backbone=`): `swin_tiny_patch4_window7_224` or
+The decode head trains with 10× the learning rate, as the paper (mmseg
+`paramwise_cfg.custom_keys={'head': dict(lr_mult=10.)}`): `optimizer.lr_mult`
+= {'decode_head': 10.0} (SegFormer's head parameters are `decode_head/...`;
+AdamW's decoupled decay is scaled with the rate, as in torch). Not
+reproduced: mmseg's decay_mult=0 for norm and pos_block parameters (every
+parameter is decayed here). Backbones (`backbone=`): `swin_tiny_patch4_window7_224` or
 `pvt_small` with the same all-MLP decoder (these encoders need
 `image_size` = their `img_size`, so the crop is 224 for them).
 """
@@ -65,6 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 0.01
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
+  c.optimizer.lr_mult = ml_collections.ConfigDict({'decode_head': 10.0})
   c.schedule.name = 'poly'
   c.schedule.power = 1.0
   c.schedule.warmup_steps = 1500

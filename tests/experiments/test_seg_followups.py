@@ -1,0 +1,109 @@
+"""Segmentation follow-ups: per-path lr multipliers, throughput, scene_parse150 labels."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+import optim
+import vision
+from experiments import train
+from experiments.configs import common
+from experiments.configs import segformer_ade20k
+
+
+# ---------------------------------------------------------------------------
+# optimizer.lr_mult
+# ---------------------------------------------------------------------------
+
+def _params():
+  rng = np.random.default_rng(0)
+  def leaf(*shape):
+    return jnp.asarray(rng.normal(size=shape), jnp.float32)
+  return {'body': {'kernel': leaf(4, 3), 'bias': leaf(3)},
+          'head': {'kernel': leaf(3, 2), 'bias': leaf(2)}}
+
+
+def _grads(step):
+  rng = np.random.default_rng(100 + step)
+  return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), _params())
+
+
+def _adamw_config(lr_mult=None):
+  c = common.base_config()
+  c.optimizer.name = 'adamw'
+  c.optimizer.learning_rate = 1e-2
+  c.optimizer.weight_decay = 0.05
+  if lr_mult is not None:
+    c.optimizer.lr_mult = ml_collections.ConfigDict(lr_mult)
+  return c
+
+
+def _run(tx, steps):
+  params = _params()
+  state = tx.init(params)
+  for t in range(steps):
+    updates, state = tx.update(_grads(t), state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def test_lr_mult_one_adamw_step_moves_head_exactly_10x():
+  base_tx = train.make_optimizer(_adamw_config(), 1e-2)
+  mult_tx = train.make_optimizer(_adamw_config({'head': 10.0}), 1e-2)
+  start, base, mult = _params(), _run(base_tx, 1), _run(mult_tx, 1)
+  step_base = jax.tree.map(jnp.subtract, base, start)
+  step_mult = jax.tree.map(jnp.subtract, mult, start)
+  for name in ('kernel', 'bias'):
+    np.testing.assert_array_equal(mult['body'][name], base['body'][name])
+    np.testing.assert_allclose(step_mult['head'][name], 10.0 * step_base['head'][name],
+                               rtol=2e-5, atol=1e-7)
+    assert float(jnp.max(jnp.abs(step_base['head'][name]))) > 1e-3  # the step is not trivial
+
+
+def test_lr_mult_equals_a_10x_learning_rate_for_the_head_along_a_schedule():
+  schedule = optim.schedules.warmup(optim.schedules.cosine_decay(1e-2, 10), 2)
+  mult = _run(train.make_optimizer(_adamw_config({'head': 10.0}), schedule), 4)
+  base = _run(train.make_optimizer(_adamw_config(), schedule), 4)
+  ten_x = _run(train.make_optimizer(_adamw_config(), lambda t: 10.0 * schedule(t)), 4)
+  for name in ('kernel', 'bias'):
+    np.testing.assert_array_equal(mult['body'][name], base['body'][name])
+    np.testing.assert_allclose(mult['head'][name], ten_x['head'][name], rtol=1e-5, atol=1e-6)
+
+
+def test_lr_multipliers_longest_pattern_wins_and_regex_paths():
+  params = {'decode_head': {'linear_c1': {'kernel': 0.0}, 'classifier': {'kernel': 0.0}},
+            'backbone': {'head_norm': {'scale': 0.0}}}
+  factors = train.lr_multipliers(params, {'head': 2.0, 'decode_head/classifier': 0.0,
+                                          '^decode_head/': 10.0})
+  assert factors == {'decode_head': {'linear_c1': {'kernel': 10.0}, 'classifier': {'kernel': 0.0}},
+                     'backbone': {'head_norm': {'scale': 2.0}}}
+
+
+def test_lr_mult_bad_patterns_and_values_raise():
+  tx = train.make_optimizer(_adamw_config({'decoder': 10.0}), 1e-2)
+  with pytest.raises(ValueError, match=r"\['decoder'\] match no parameter.*top-level parameter "
+                     r'names: body, head'):
+    tx.init(_params())
+  with pytest.raises(ValueError, match=r"lr_mult\['head'\]=-1.0; must be a number >= 0"):
+    train.lr_multipliers(_params(), {'head': -1.0})
+  with pytest.raises(ValueError, match=r"pattern '\(head' is not a regular expression"):
+    train.lr_multipliers(_params(), {'(head': 2.0})
+  c = _adamw_config({'head': 10.0})
+  c.optimizer = ml_collections.ConfigDict(dict(name='lbfgs', lr_mult={'head': 10.0}))
+  with pytest.raises(ValueError, match="optimizer.name='lbfgs'.*first-order optimizer"):
+    train.make_optimizer(c, None)
+
+
+def test_segformer_ade20k_lr_mult_hits_exactly_the_decode_head():
+  c = segformer_ade20k.get_config()
+  assert c.optimizer.lr_mult.to_dict() == {'decode_head': 10.0}
+  module = vision.create_model('segformer_b0', num_classes=150, img_size=64)
+  shapes = jax.eval_shape(lambda r: module.init(r, jnp.zeros((1, 64, 64, 3))),
+                          jax.random.PRNGKey(0))
+  factors = train.lr_multipliers(shapes['params'], c.optimizer.lr_mult.to_dict())
+  head = jax.tree.leaves(factors['decode_head'])
+  backbone = jax.tree.leaves(factors['backbone'])
+  assert len(head) == 13 and set(head) == {10.0}
+  assert len(backbone) > 100 and set(backbone) == {1.0}
