@@ -34,6 +34,7 @@ example-validity mask.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from typing import Iterable, Iterator
 
@@ -234,10 +235,15 @@ def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,
 
 
 def iterate(iterator: Iterator[Batch], num_batches: int) -> int:
-  """Pulls `num_batches` batches; returns the number of images seen (for benchmarks)."""
+  """Pulls `num_batches` batches; returns the number of images seen (for benchmarks).
+
+  Images, not labels: a batch's `image` is [..., H, W, C] (leading device and
+  batch axes), so it holds prod(shape[:-3]) examples; a segmentation `label`
+  has one entry per pixel and would count H·W per image.
+  """
   images = 0
   for batch in itertools.islice(iterator, num_batches):
-    images += batch['label'].size
+    images += math.prod(batch['image'].shape[:-3])
   return images
 
 

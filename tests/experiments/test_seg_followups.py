@@ -8,9 +8,11 @@ import pytest
 
 import optim
 import vision
+from experiments import data
 from experiments import train
 from experiments.configs import common
 from experiments.configs import segformer_ade20k
+from experiments.data import pipeline
 
 
 # ---------------------------------------------------------------------------
@@ -107,3 +109,23 @@ def test_segformer_ade20k_lr_mult_hits_exactly_the_decode_head():
   backbone = jax.tree.leaves(factors['backbone'])
   assert len(head) == 13 and set(head) == {10.0}
   assert len(backbone) > 100 and set(backbone) == {1.0}
+
+
+# ---------------------------------------------------------------------------
+# Throughput counts examples, not label pixels.
+# ---------------------------------------------------------------------------
+
+def test_iterate_counts_segmentation_images_not_pixels(monkeypatch):
+  cfg = data.default_config()
+  cfg.name, cfg.image_size, cfg.augment = 'shapes', 16, 'none'
+  cfg.train_split, cfg.eval_split = 'train[:32]', 'test[:8]'
+  cfg.seg = ml_collections.ConfigDict()
+  batch = next(data.make_train_iterator(cfg, 8, 0, num_local_devices=2))
+  assert batch['image'].shape == (2, 4, 16, 16, 3) and batch['label'].size == 8 * 16 * 16
+  assert data.iterate(data.make_train_iterator(cfg, 8, 0, num_local_devices=2), 3) == 24
+  assert data.iterate(data.make_train_iterator(cfg, 8, 0), 2) == 16
+  # A clock that advances 2 s between the two readings: 3 batches of 8 images -> 12 images/s
+  # (counting label pixels gave 3·8·256 / 2 = 3072).
+  clock = iter([10.0, 12.0])
+  monkeypatch.setattr(pipeline.time, 'perf_counter', lambda: next(clock))
+  assert data.measure_throughput(cfg, 8, 3, num_local_devices=2, warmup=1) == 12.0
