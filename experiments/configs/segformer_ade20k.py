@@ -6,7 +6,13 @@ r"""SegFormer on ADE20K (TFDS `scene_parse150`, 150 classes): the paper's recipe
     python -m experiments.main --config=experiments/configs/segformer_ade20k.py:runlocal ...
 
 Needs the prepared TFDS dataset (`tfds build scene_parse150`; nothing is
-downloaded at run time). Recipe (Xie et al., NeurIPS 2021, §4.1; mmseg
+downloaded at run time). Caveat: TFDS builds it from the instance annotations,
+which label only the 100 "thing" classes (mapped here to their SceneParse150
+ids; the 50 stuff classes such as wall, sky, floor read 0 and are ignored;
+see experiments/data/seg_pipeline.py), so its mIoU is not the benchmark's;
+for the paper's numbers point `--config.data.name=segfolder:PATH` at
+ADEChallengeData2016 with `--config.data.train_split=training
+--config.data.eval_split=validation`. Recipe (Xie et al., NeurIPS 2021, §4.1; mmseg
 `segformer_mit-b0_8xb2-160k_ade20k-512x512`): 512×512 crops, random
 rescale of the (2048, 512) scale by 0.5–2.0, cat_max_ratio 0.75, flip,
 photometric distortion; reduce_zero_label (class 0 “other” ignored);

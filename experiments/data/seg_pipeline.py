@@ -15,12 +15,24 @@ original ones whenever the image fits. Padded examples are all-255.
 
 Labels: `reduce_zero_label` (ADE20K) maps 0 (“other”) to 255 and c to c − 1;
 afterwards every value must be in [0, num_classes) or 255, else a
-ValueError names the example. TFDS `scene_parse150` stores the annotation as
-a 3-channel PNG; its first channel is read as the class id (0 = other,
-1..150). Caveat, not verifiable offline: TFDS 4.9 builds the dataset from
-ADEChallenge's `annotations_instance` archive; if its first channel does not
-hold the 150 scene-parsing classes for your build, prepare the data as
-`segfolder:PATH` from ADEChallengeData2016/annotations instead.
+ValueError names the example.
+
+TFDS `scene_parse150` holds instance, not scene-parsing, annotations: its
+builder (tensorflow_datasets/datasets/scene_parse150/
+scene_parse150_dataset_builder.py, TFDS 4.9.10) reads the `annotation` PNG
+(an RGB `tfds.features.Image`) from ChallengeData2017's
+`annotations_instance.tar`, whose format (CSAILVision/placeschallenge,
+instancesegmentation/README.md) is: R = category id of the 100 instance
+("thing") classes, 1..100, and 0 where no such object is; G = instance id;
+B unused. `scene_parse150_labels` reads R and maps it to the SceneParse150
+id (0 = other, 1..150) through the published Instance100 -> SceneParse150
+table (CSAILVision/ADE20K utils/ade20k_instance_catid_mapping.txt), so the
+ids and class names are the 150-class benchmark's; with reduce_zero_label,
+0 -> 255 and k -> k − 1 as for ADEChallengeData2016. The 50 stuff classes
+(wall, building, sky, floor, road, ...) are not in these annotations: their
+pixels read 0 and are ignored, so mIoU on this data is not the ADE20K
+benchmark's. For that, prepare ADEChallengeData2016 (images/, annotations/)
+and use `segfolder:PATH`.
 
 Randomness: example at stream position g (step·B + process offset + j)
 draws its augmentation from `np.random.default_rng([seed, g])`, so resumed
@@ -322,6 +334,39 @@ def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,
 # TFDS (scene_parse150): tf.data reads, shuffles and decodes; numpy augments.
 # ---------------------------------------------------------------------------
 
+# SceneParse150 id (1..150) of Instance100 category k = 1..100 (ade20k_instance_catid_mapping.txt).
+INSTANCE100_TO_SCENEPARSE150 = (
+    8, 9, 11, 13, 15, 16, 19, 20, 21, 23, 24, 25, 28, 31, 32, 33, 34, 36, 37, 38,
+    39, 40, 42, 43, 44, 45, 46, 48, 50, 51, 54, 56, 57, 58, 59, 63, 65, 66, 67, 68,
+    70, 71, 72, 73, 74, 75, 76, 77, 79, 81, 82, 83, 84, 86, 87, 88, 89, 90, 91, 93,
+    94, 96, 98, 99, 103, 104, 105, 108, 109, 111, 112, 113, 116, 117, 119, 120, 121, 122, 124,
+    125, 126, 127, 128, 130, 131, 133, 134, 135, 136, 137, 138, 139, 140, 143, 144, 145, 147,
+    148, 149, 150)
+_INSTANCE_TABLE = np.full(256, -1, np.int16)
+_INSTANCE_TABLE[0] = 0
+_INSTANCE_TABLE[1:101] = INSTANCE100_TO_SCENEPARSE150
+
+
+def scene_parse150_labels(annotation: np.ndarray, name: str) -> np.ndarray:
+  """SceneParse150 ids (uint8 [H, W], 0 = other, 1..150) of a TFDS scene_parse150 annotation.
+
+  `annotation` is the decoded RGB PNG [H, W, 3] (or its R channel [H, W]): R
+  is the Instance100 category (0 = none, 1..100), mapped by
+  `INSTANCE100_TO_SCENEPARSE150`; the instance id in G is dropped (see the
+  module docstring).
+
+  Raises:
+    ValueError: R holds a value above 100 (naming `name` and the values).
+  """
+  r = annotation[..., 0] if annotation.ndim == 3 else annotation
+  labels = _INSTANCE_TABLE[r.astype(np.uint8)]
+  if (labels < 0).any():
+    bad = np.unique(r[labels < 0])[:5].tolist()
+    raise ValueError(f'{name}: annotation red-channel values {bad} are not Instance100 '
+                     'category ids (0..100); is this a TFDS scene_parse150 annotation?')
+  return labels.astype(np.uint8)
+
+
 def _tfds_dataset(cfg, split: str):
   from experiments.data import tfds_source  # pylint: disable=g-import-not-at-top
   tf, tfds = tfds_source._tf(), tfds_source._tfds()  # pylint: disable=protected-access
@@ -347,7 +392,7 @@ def _tfds_decode(tf):
     if ann.dtype == tf.string:
       ann = tf.io.decode_png(ann, channels=3)
     if len(ann.shape) == 3:
-      ann = ann[..., 0]
+      ann = ann[..., 0]  # R: the Instance100 category (scene_parse150_labels maps it)
     return {'image': image, 'annotation': ann}
   return tf.autograph.experimental.do_not_convert(decode)
 
@@ -381,8 +426,9 @@ def _tfds_train(cfg, transform, global_batch_size, seed, start_step, num_local_d
         ex = next(it)
         pos = step * global_batch_size + process_index * local + j
         rng = np.random.default_rng([seed & 0xFFFFFFFF, pos])
-        x, y = transform.train(ex['image'], ex['annotation'], rng,
-                               f'{cfg.name} {cfg.train_split} example at stream position {pos}')
+        name = f'{cfg.name} {cfg.train_split} example at stream position {pos}'
+        x, y = transform.train(ex['image'], scene_parse150_labels(ex['annotation'], name), rng,
+                               name)
         xs.append(x)
         ys.append(y)
       yield _batch(xs, ys, transform, num_local_devices)
@@ -396,4 +442,5 @@ def _tfds_eval_examples(cfg, process_index: int, process_count: int):
   ds, tf = _tfds_dataset(cfg, split)
   ds = ds.map(_tfds_decode(tf), num_parallel_calls=tf.data.AUTOTUNE).prefetch(8)
   for i, ex in enumerate(ds.as_numpy_iterator()):
-    yield ex['image'], ex['annotation'], f'{cfg.name} {split} example {i}'
+    name = f'{cfg.name} {split} example {i}'
+    yield ex['image'], scene_parse150_labels(ex['annotation'], name), name

@@ -1,10 +1,15 @@
 """Segmentation follow-ups: per-path lr multipliers, throughput, scene_parse150 labels."""
+import io
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
 
 import optim
 import vision
@@ -13,6 +18,7 @@ from experiments import train
 from experiments.configs import common
 from experiments.configs import segformer_ade20k
 from experiments.data import pipeline
+from experiments.data import seg_pipeline
 
 
 # ---------------------------------------------------------------------------
@@ -129,3 +135,81 @@ def test_iterate_counts_segmentation_images_not_pixels(monkeypatch):
   clock = iter([10.0, 12.0])
   monkeypatch.setattr(pipeline.time, 'perf_counter', lambda: next(clock))
   assert data.measure_throughput(cfg, 8, 3, num_local_devices=2, warmup=1) == 12.0
+
+
+# ---------------------------------------------------------------------------
+# TFDS scene_parse150: R = Instance100 category, mapped to SceneParse150 ids.
+# ---------------------------------------------------------------------------
+
+# R values of the hand-built annotation and the SceneParse150 ids they stand for
+# (ade20k_instance_catid_mapping.txt): 1 bed -> 8, 4 person -> 13, 5 door -> 15,
+# 57 -> 89, 100 flag -> 150; 0 (no instance: stuff or unlabeled) -> 0.
+_R = np.array([[0, 1, 4, 5], [57, 100, 0, 1], [4, 4, 100, 0]], np.uint8)
+_SCENE_IDS = np.array([[0, 8, 13, 15], [89, 150, 0, 8], [13, 13, 150, 0]])
+
+
+def _encode_png(array):
+  buf = io.BytesIO()
+  Image.fromarray(array).save(buf, format='PNG')
+  return buf.getvalue()
+
+
+def _annotation(r):
+  """RGB annotation: R the category, G an instance id (must be ignored), B 0."""
+  g = np.arange(r.size, dtype=np.uint8).reshape(r.shape) * 7 + 3
+  return np.stack([r, g, np.zeros_like(r)], axis=-1)
+
+
+def _one_example(r):
+  def as_dataset(self, split, decoders=None, read_config=None, **kwargs):
+    del self, split, decoders, read_config, kwargs
+    image = np.full(r.shape + (3,), 128, np.uint8)
+    return tf.data.Dataset.from_tensor_slices({'image': [_encode_png(image)],
+                                               'annotation': [_encode_png(_annotation(r))]})
+  return as_dataset
+
+
+def _ade_cfg(reduce_zero_label):
+  c = data.default_config()
+  c.name, c.image_size, c.augment = 'scene_parse150', 4, 'none'
+  c.train_split, c.eval_split = 'train', 'test'
+  # Without reduce_zero_label, 0 ('other') is a class of its own: 151 classes.
+  c.seg = ml_collections.ConfigDict(dict(reduce_zero_label=reduce_zero_label, eval_size=4,
+                                         num_classes=150 if reduce_zero_label else 151))
+  return c
+
+
+def test_scene_parse150_labels_table():
+  np.testing.assert_array_equal(seg_pipeline.scene_parse150_labels(_annotation(_R), 'ex'),
+                                _SCENE_IDS)
+  all_ids = seg_pipeline.scene_parse150_labels(np.arange(101, dtype=np.uint8), 'ex')
+  assert all_ids[0] == 0 and len(set(all_ids[1:].tolist())) == 100
+  assert all(0 < k <= 150 for k in all_ids[1:]) and list(all_ids[1:]) == sorted(all_ids[1:])
+  with pytest.raises(ValueError, match=r'ex: annotation red-channel values \[101, 200\]'):
+    seg_pipeline.scene_parse150_labels(np.array([[3, 101, 200]], np.uint8), 'ex')
+
+
+@pytest.mark.parametrize('reduce_zero_label', [True, False])
+def test_scene_parse150_through_tfds_reads_red_channel_and_reduces_zero(reduce_zero_label):
+  # Padded to 4x4: the last row is padding (255) in eval, the 3x4 block the labels.
+  expected = (np.where(_SCENE_IDS == 0, 255, _SCENE_IDS - 1) if reduce_zero_label
+              else _SCENE_IDS)
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                              as_dataset_fn=_one_example(_R)):
+    cfg = _ade_cfg(reduce_zero_label)
+    assert data.get_info(cfg) == data.DatasetInfo(cfg.seg.num_classes, (4, 4, 3), 1, 1)
+    (batch,) = list(data.make_eval_iterator(cfg, 1, 1))
+    np.testing.assert_array_equal(batch['label'][0, 0, :3], expected)
+    assert (batch['label'][0, 0, 3] == 255).all()
+    train_batch = next(data.make_train_iterator(cfg, 1, 0))
+    np.testing.assert_array_equal(train_batch['label'][0, 0, :3], expected)
+
+
+def test_scene_parse150_bad_red_channel_names_the_example():
+  bad = _R.copy()
+  bad[0, 0] = 120
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                              as_dataset_fn=_one_example(bad)):
+    with pytest.raises(ValueError, match=r'scene_parse150 test example 0: annotation red-channel '
+                       r'values \[120\]'):
+      list(data.make_eval_iterator(_ade_cfg(True), 1, 1))

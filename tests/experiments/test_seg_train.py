@@ -51,14 +51,14 @@ def _encode_png(array):
 
 
 def _fake_ade(self, split, decoders=None, read_config=None, **kwargs):
-  """8 encoded examples of varying size; annotation channel 0 in [0, 150] (0 = other)."""
+  """8 encoded examples of varying size; annotation R = Instance100 category in [0, 100]."""
   del self, decoders, read_config, kwargs
   rng = np.random.default_rng(0 if 'train' in str(split) else 1)
   images, anns = [], []
   for _ in range(8):
     h, w = rng.integers(24, 48, size=2)
     images.append(_encode_png(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)))
-    ann = rng.integers(0, 151, size=(h, w, 3), dtype=np.uint8)
+    ann = rng.integers(0, 101, size=(h, w, 3), dtype=np.uint8)
     anns.append(_encode_png(ann))
   return tf.data.Dataset.from_tensor_slices({'image': images, 'annotation': anns})
 
