@@ -2,7 +2,9 @@
 
 `base_config()` holds every key the trainer reads (documented in
 `default.py`); a config file starts from it and sets what its experiment
-needs, so `--config.<key>=...` can override any knob of any config.
+needs, so `--config.<key>=...` can override any knob of any config. Optional
+keys are absent here and set by the configs that use them: `task_options`
+(segmentation configs) and `optimizer.lr_mult` (both documented in default.py).
 """
 from __future__ import annotations
 

@@ -23,7 +23,13 @@ Config schema (every experiment config has every key; `--config.<key>=value`
 overrides any of them):
 
   seed              int; parameters, dropout and data order derive from it.
-  task              'classification' (logits [B, K], labels [B]); see experiments/tasks.py.
+  task              'classification' (logits [B, K], labels [B]) | 'segmentation' (logits
+                    [B, h, w, K], labels [B, H, W], 255 ignored); see experiments/tasks.py.
+  task_options      optional ConfigDict of keyword arguments for the task (absent or
+                    empty: none). Segmentation: eval_mode 'whole' (whole-image
+                    inference, default) | 'slide' (sliding window: crop=(h, w),
+                    stride=(h, w) required). Set by the segmentation configs, so
+                    --config.task_options.eval_mode=slide works there.
   model.name        a `vision.list_models()` name.
   model.overrides   keyword overrides for `vision.create_model` (patch_size, depth, ...);
                     num_classes, in_chans and img_size are filled from the data when absent.
