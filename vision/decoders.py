@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision import layers
 from vision import pvt
 
 Dtype = Any
@@ -74,17 +75,17 @@ class AllMLPDecoder(nn.Module):
                          f'{[tuple(f.shape) for f in features]}.')
     projected = []
     for i, f in enumerate(features):
-      y = nn.Dense(self.embed_dim, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
-                   name=f'linear_c{i + 1}')(f.astype(self.dtype))
+      y = layers.Dense(self.embed_dim, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
+                       name=f'linear_c{i + 1}')(f.astype(self.dtype))
       projected.append(resize_bilinear(y, (h, w)))
     y = jnp.concatenate(projected[::-1], axis=-1)
-    y = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
-                 name='linear_fuse')(y)
+    y = layers.Dense(self.embed_dim, use_bias=False, dtype=self.dtype,
+                     kernel_init=pvt.trunc_normal_init, name='linear_fuse')(y)
     y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_eps, dtype=self.dtype, name='batch_norm')(y)
     y = nn.relu(y)
     y = nn.Dropout(self.drop_rate)(y, deterministic=not train)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
-                      name='classifier')(y)
+    logits = layers.Dense(self.num_classes, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
+                          name='classifier')(y)
     chex.assert_shape(logits, (b, h, w, self.num_classes))
     return logits

@@ -60,14 +60,15 @@ class MixFFN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, hw: tuple[int, int], deterministic: bool = True) -> jax.Array:
     b, n, c = x.shape
-    y = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc1')(x)
+    y = layers.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
+                     name='fc1')(x)
     y = y.reshape(b, hw[0], hw[1], self.hidden_dim)
     y = nn.Conv(self.hidden_dim, (3, 3), padding=((1, 1), (1, 1)),
                 feature_group_count=self.hidden_dim, dtype=self.dtype,
                 kernel_init=dwconv_init, name='dwconv')(y)
     y = layers.gelu(y.reshape(b, n, self.hidden_dim))
     y = nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
-    y = nn.Dense(c, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc2')(y)
+    y = layers.Dense(c, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc2')(y)
     return nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
 
 

@@ -149,7 +149,7 @@ class SpatialReductionAttention(nn.Module):
   def __call__(self, x: jax.Array, hw: tuple[int, int], deterministic: bool = True) -> jax.Array:
     b, n, c = x.shape
     heads, head_dim = self.num_heads, c // self.num_heads
-    dense = lambda f, name, bias=True: nn.Dense(  # noqa: E731
+    dense = lambda f, name, bias=True: layers.Dense(  # noqa: E731
         f, use_bias=bias, dtype=self.dtype, kernel_init=trunc_normal_init, name=name)
     q = dense(c, 'q', self.qkv_bias)(x).reshape(b, n, heads, head_dim)
     kv_in = x

@@ -167,11 +167,11 @@ class WindowAttention(nn.Module):
       bias = jnp.broadcast_to(bias[None], (bw // num_windows,) + bias.shape)
       bias = bias.reshape(bw, self.num_heads, n, n)
 
-    qkv = nn.Dense(3 * c, dtype=self.dtype, kernel_init=layers.dense_init, name='qkv')(x)
+    qkv = layers.Dense(3 * c, dtype=self.dtype, kernel_init=layers.dense_init, name='qkv')(x)
     qkv = qkv.reshape(bw, n, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     out = layers.dot_product_attention(q, k, v, bias=bias).reshape(bw, n, c)
-    out = nn.Dense(c, dtype=self.dtype, kernel_init=layers.dense_init, name='proj')(out)
+    out = layers.Dense(c, dtype=self.dtype, kernel_init=layers.dense_init, name='proj')(out)
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
 
@@ -229,7 +229,7 @@ class PatchMerging(nn.Module):
     x = jnp.concatenate(
         [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
     x = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm')(x)
-    return nn.Dense(2 * c, use_bias=False, dtype=self.dtype, kernel_init=layers.dense_init,
+    return layers.Dense(2 * c, use_bias=False, dtype=self.dtype, kernel_init=layers.dense_init,
                     name='reduction')(x)
 
 
