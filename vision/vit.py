@@ -12,7 +12,9 @@ a learned position embedding E_pos ∈ R^{(1+N)×D} added:
 
 MSA(z) = [head₁; …; head_h] W_o with head_j = softmax(Q_j K_jᵀ/√d) V_j and
 [Q, K, V] = z W_qkv (one fused projection, d = D/h); MLP = fc2(GELU(fc1(z)))
-with width 4D and exact erf GELU; LayerNorm ε = 1e-6. Stochastic depth
+with width 4D and exact erf GELU; LayerNorm ε = `norm_eps` (1e-6 as in the
+paper's code and timm; HuggingFace's ViT uses 1e-12, which loading an
+HF-named checkpoint sets). Stochastic depth
 (Huang et al. 2016) drops each residual branch with rate linear in ℓ from 0
 to `drop_path_rate`.
 
@@ -101,14 +103,15 @@ class Block(nn.Module):
   drop_rate: float = 0.0
   deterministic: bool = True
   dtype: Dtype = jnp.float32
+  norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
     det = self.deterministic
-    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='norm1')(x)
+    y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm1')(x)
     y = Attention(self.num_heads, self.qkv_bias, self.drop_rate, self.dtype, name='attn')(y, det)
     x = x + _drop_path(self, y, drop_path_rate, det)
-    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='norm2')(x)
+    y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm2')(x)
     y = layers.Mlp(int(x.shape[-1] * self.mlp_ratio), drop_rate=self.drop_rate,
                    dtype=self.dtype, name='mlp')(y, deterministic=det)
     x = x + _drop_path(self, y, drop_path_rate, det)
@@ -123,6 +126,7 @@ class VisionTransformer(nn.Module):
     pool: 'token' (class token) or 'gap' (mean of the patch tokens).
     hybrid_depths: ResNetV2 stage depths of the hybrid stem, None for plain ViT.
     scan_blocks: run the blocks as one `nn.scan`; remat: rematerialise them.
+    norm_eps: ε of every LayerNorm.
   """
   num_classes: int = 1000
   img_size: Any = 224
@@ -140,6 +144,7 @@ class VisionTransformer(nn.Module):
   hybrid_depths: Optional[tuple[int, ...]] = None
   scan_blocks: bool = False
   remat: bool = False
+  norm_eps: float = 1e-6
 
   def grid_size(self) -> tuple[int, int]:
     """Token grid (H', W'): img/P for ViT, the stem's feature map / P for the hybrid."""
@@ -163,6 +168,8 @@ class VisionTransformer(nn.Module):
           f'valid num_heads: {divisors}.')
     if self.pool not in POOLS:
       raise ValueError(f'pool={self.pool!r} is unknown; valid: {", ".join(POOLS)}.')
+    if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
+      raise ValueError(f'norm_eps must be a positive float, got {self.norm_eps!r}.')
     if not self.mlp_ratio > 0:
       raise ValueError(f'mlp_ratio must be > 0, got {self.mlp_ratio!r}.')
     for field in ('drop_rate', 'drop_path_rate'):
@@ -202,7 +209,8 @@ class VisionTransformer(nn.Module):
     if self.remat:
       block_cls = nn.remat(block_cls, prevent_cse=not self.scan_blocks)
     kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
-                  drop_rate=self.drop_rate, deterministic=not train, dtype=self.dtype)
+                  drop_rate=self.drop_rate, deterministic=not train, dtype=self.dtype,
+                  norm_eps=self.norm_eps)
     if self.scan_blocks:
       scanned = nn.scan(block_cls, variable_axes={'params': 0},
                         split_rngs={'params': True, 'dropout': True},
@@ -213,9 +221,10 @@ class VisionTransformer(nn.Module):
         x, _ = block_cls(**kwargs, name=f'blocks_{i}')(x, rate)
 
     if self.pool == 'token':
-      x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='norm')(x)[:, 0]
+      x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm')(x)[:, 0]
     else:
-      x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='fc_norm')(x[:, 1:].mean(axis=1))
+      x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype,
+                       name='fc_norm')(x[:, 1:].mean(axis=1))
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.dense_init,
                  name='head')(x)

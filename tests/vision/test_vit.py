@@ -82,7 +82,7 @@ def _randomise_norms(model: torch.nn.Module, seed: int) -> None:
 def _hf_vit(seed=0, **kw) -> ViTForImageClassification:
   torch.manual_seed(seed)
   cfg = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
-             image_size=32, patch_size=8, num_labels=5, layer_norm_eps=1e-6, hidden_act='gelu')
+             image_size=32, patch_size=8, num_labels=5, hidden_act='gelu')  # HF's ε = 1e-12
   model = ViTForImageClassification(ViTConfig(**{**cfg, **kw})).eval()
   _randomise_norms(model, seed)
   return model
@@ -170,6 +170,33 @@ def test_hf_parity_small(small_vit):
   assert module.num_classes == 5  # taken from the checkpoint
   logits = _forward(module, variables, small_vit['x'])
   np.testing.assert_allclose(logits, small_vit['logits'], atol=TOL, rtol=0)
+
+
+def test_hf_naming_implies_hf_layernorm_eps(small_vit, tmp_path):
+  """HF checkpoints load with HF's ε = 1e-12, timm ones with 1e-6; explicit ε wins."""
+  module, _ = vision.load_pretrained('vit_tiny_patch16_224', small_vit['path'], **SMALL)
+  assert module.norm_eps == 1e-12
+  path = str(tmp_path / 'timm.safetensors')
+  save_file(to_timm(small_vit['state'], depth=2), path)
+  module, _ = vision.load_pretrained('vit_tiny_patch16_224', path, **SMALL)
+  assert module.norm_eps == 1e-6
+  # An HF model built with another ε matches only when that ε is passed.
+  model = _hf_vit(seed=7, layer_norm_eps=1e-3)
+  hf_path = str(tmp_path / 'eps.safetensors')
+  save_file(_state(model), hf_path)
+  x = small_vit['x']
+  with torch.no_grad():
+    want = model(x).logits.numpy()
+  module, variables = vision.load_pretrained('vit_tiny_patch16_224', hf_path, norm_eps=1e-3,
+                                             **SMALL)
+  np.testing.assert_allclose(_forward(module, variables, x), want, atol=TOL, rtol=0)
+  module, variables = vision.load_pretrained('vit_tiny_patch16_224', hf_path, **SMALL)
+  assert np.abs(_forward(module, variables, x) - want).max() > TOL
+
+
+def test_norm_eps_must_be_positive():
+  with pytest.raises(ValueError, match='norm_eps'):
+    vision.create_model('vit_tiny_patch16_224', norm_eps=0.0)
 
 
 def test_hf_parity_scanned_and_rematted(small_vit):

@@ -20,6 +20,12 @@ Position embeddings are resized to the module's token grid by bicubic
 interpolation of the grid part only (the class token's entry is kept), with
 torch's `interpolate(mode='bicubic', align_corners=False)` kernel (a = −0.75)
 as timm and HF use.
+
+HuggingFace's ViT (and ViTHybrid) LayerNorms use ε = 1e-12 (`ViTConfig.
+layer_norm_eps`, also in the published google/vit-* configs) where timm and
+the paper's code use 1e-6: `default_overrides('hf')` sets `norm_eps=1e-12`,
+so `load_pretrained` reproduces the HF model unless the caller passes
+`norm_eps` (e.g. for a checkpoint trained with another config).
 """
 from __future__ import annotations
 
@@ -51,6 +57,14 @@ def detect(tensors: dict[str, np.ndarray]) -> Optional[str]:
       k.startswith('patch_embed.') for k in keys):
     return 'timm'
   return None
+
+
+HF_OVERRIDES = {'norm_eps': 1e-12}
+
+
+def default_overrides(fmt: str) -> dict:
+  """HF checkpoints imply HF's LayerNorm ε; timm naming uses ours (1e-6)."""
+  return dict(HF_OVERRIDES) if fmt == 'hf' else {}
 
 
 def num_classes(tensors: dict[str, np.ndarray], fmt: str) -> Optional[int]:
