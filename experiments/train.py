@@ -361,8 +361,15 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
       return x.reshape(accum, (b + pad) // accum, *x.shape[1:])
     return reshape(images), reshape(labels), reshape(weights)
 
+  # XLA:CPU runs convolutions that sit in a loop body one to two orders of
+  # magnitude slower than at top level (jax-ml/jax#12868; even a length-1
+  # scan: a SegFormer-B0 step took 18 s instead of 0.6 s), so on CPU, and
+  # whenever there is a single micro-batch, the micro-batches are a Python
+  # loop (traced once each) rather than a lax.scan.
+  unrolled = accum == 1 or not setup.devices or setup.devices[0].platform == 'cpu'
+
   def data_value_and_grad(params, model_state, micro, rng, with_grad=True):
-    """Σ over micro-batches of the share (and its gradient), via lax.scan."""
+    """Σ over micro-batches of the share (and its gradient), via lax.scan or unrolled."""
     fn = jax.value_and_grad(micro_objective, has_aux=True) if with_grad else micro_objective
 
     def body(carry, xs):
@@ -380,8 +387,13 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
     zeros = jax.tree.map(jnp.zeros_like, params) if with_grad else None
     metric_zeros = {k: jnp.zeros((), jnp.float32) for k in _metric_names(task)}
     init = (jnp.zeros((), jnp.float32), zeros, metric_zeros, model_state)
-    (total, grads, metrics, state), _ = jax.lax.scan(
-        body, init, (*micro, jnp.arange(accum)))
+    xs = (*micro, jnp.arange(accum))
+    if unrolled:
+      carry = init
+      for k in range(accum):
+        carry, _ = body(carry, jax.tree.map(lambda x, k=k: x[k], xs))
+      return carry
+    (total, grads, metrics, state), _ = jax.lax.scan(body, init, xs)
     return total, grads, metrics, state
 
   def train_step(state: TrainState, batch, rng):

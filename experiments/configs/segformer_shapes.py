@@ -10,17 +10,16 @@ Data: 2000 train / 250 test 64×64 images of 4 shape classes + background
 whole-image eval at the label resolution. Model: `segformer_b0` from scratch
 (random init, 3.7M parameters), AdamW 1e-3 with warmup and poly decay
 (power 1; the paper's recipe uses 6e-5 with ImageNet-pretrained encoders;
-from scratch a higher rate is needed), batch 32.
+from scratch a higher rate is needed), batch 32, 800 steps (12.8 epochs).
 
-RESULT: NOT YET MEASURED to completion. The target is mIoU ≥ 0.80 within
-10 minutes on the 2-core development machine run alone; during development
-the machine was shared by ~8 processes (load average 16–22 on 2 cores, this
-run getting ~15% of one core), so the full 1500-step run did not reach its
-first log line in 25 minutes and was stopped. What was measured: the
-`runlocal` smoke run completes (4 steps, eval mIoU 0.24 on 8 images), and
-the scaled-down run in tests/experiments/test_seg_train.py improves val mIoU
-and loss through this same pipeline. Measure with the first command above
-on an idle machine and record the figure here.
+RESULT (measured 2026-12-02 on the 2-core development machine, idle, first
+command above): val/miou 0.8926 after 800 steps (pixel accuracy 0.963,
+mean class accuracy 0.959), the whole command taking 9 min 06 s wall
+(542 s in the loop: ~1.6 steps/s, 51 images/s, compile included). The
+curve passes the target early: mIoU 0.831 at step 200, 0.858 at 400, 0.896
+at 600. Before the trainer unrolled its micro-batch loop on CPU a step took
+~18 s (XLA:CPU's slow convolutions inside loop bodies, jax-ml/jax#12868)
+and this run could not finish in time.
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ import ml_collections
 
 from experiments.configs import common
 
-RESULT = 'not measured yet (shared machine); target val/miou >= 0.80 in 10 min'
+RESULT = 'val/miou 0.8926 at step 800 in 9 min 06 s wall (2-core CPU); target >= 0.80 in 10 min'
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -50,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       ratio_range=(0.5, 2.0), cat_max_ratio=0.75, flip=True, photometric=True))
   c.batch_size = 32
   c.eval_batch_size = 48
-  c.total_steps = 1500
+  c.total_steps = 800
   c.optimizer.name = 'adamw'
   c.optimizer.learning_rate = 1e-3
   c.optimizer.weight_decay = 0.01
@@ -58,8 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.schedule.power = 1.0
   c.schedule.warmup_steps = 50
   c.log_every = 50
-  c.eval_every = 250
-  c.checkpoint_every = 500
+  c.eval_every = 200
+  c.checkpoint_every = 400
   if args.runlocal:
     common.runlocal(c, steps=4, batch_size=8)
     c.data.train_split = 'train[:16]'

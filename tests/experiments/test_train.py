@@ -102,6 +102,23 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
   np.testing.assert_allclose(curve(base, 'param_norm'), curve(accum, 'param_norm'), atol=1e-5)
 
 
+@pytest.mark.parametrize('accum', [1, 2])
+def test_cpu_train_step_has_no_loop_around_the_model(accum):
+  """XLA:CPU runs convolutions in a loop body ~30x slower (jax-ml/jax#12868),
+  so on CPU the micro-batch loop is unrolled: no scan in the traced step."""
+  config = tiny_config(accum_steps=accum)
+  config.model.name = 'convnet'
+  config.model.overrides = ml_collections.ConfigDict()
+  setup = train.build(config, devices=jax.local_devices()[:1])
+  state = train.init_state(setup, jax.random.PRNGKey(0))
+  batch = {'image': jnp.zeros((1, 64, 8, 8, 1)), 'label': jnp.zeros((1, 64), jnp.int32)}
+  step = jax.pmap(train.make_train_step(setup), axis_name=train.AXIS)
+  jaxpr = str(jax.make_jaxpr(step)(jax.tree.map(lambda x: x[None], state), batch,
+                                   jax.random.PRNGKey(0)[None]))
+  assert 'conv_general_dilated' in jaxpr
+  assert 'scan[' not in jaxpr and 'while[' not in jaxpr
+
+
 def test_bfloat16_computes_in_bf16_keeps_float32_state(tmp_path):
   config = tiny_config(dtype='bfloat16', total_steps=3, eval_every=0, checkpoint_every=3)
   setup = train.build(config)
