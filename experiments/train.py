@@ -24,11 +24,12 @@ of the seed and the step, which is what makes a resumed run bit-identical.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import re
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import flax.jax_utils
 import jax
@@ -138,14 +139,25 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule) -> optax.Gradien
   """optim.create(optimizer.name, learning_rate=schedule, **other optimizer keys), clipped.
 
   optimizer.lr_mult (optional, {pattern: m}) scales the learning rate of the
-  matching parameters by m (`scale_lr_by_path`).
+  matching parameters by m (`scale_lr_by_path`); optimizer.no_decay
+  (optional, patterns) exempts the matching parameters from AdamW's weight
+  decay (`no_decay_mask`).
   """
   hparams = config.optimizer.to_dict()
   name = hparams.pop('name')
   lr_mult = hparams.pop('lr_mult', None) or {}
+  no_decay = hparams.pop('no_decay', None) or ()
   hparams.pop('learning_rate', None)
   if schedule is not None:
     hparams['learning_rate'] = schedule
+  if no_decay:
+    factory = optim.registry.optimizers().get(name)
+    if factory is not None and 'mask' not in inspect.signature(factory).parameters:
+      raise ValueError(f'optimizer.no_decay={list(no_decay)!r} needs an optimizer with a '
+                       f'weight-decay mask (adamw), not optimizer.name={name!r}')
+    if hparams.get('mask') is not None:
+      raise ValueError('give optimizer.no_decay or optimizer.mask, not both')
+    hparams['mask'] = no_decay_mask(no_decay)
   tx = optim.create(name, **hparams)
   if lr_mult:
     if name in second_order_names():
@@ -197,6 +209,27 @@ def lr_multipliers(params: Any, lr_mult: Mapping[str, float]) -> Any:
   factors = [float(next((lr_mult[p] for p in longest_first if re.search(p, s)), 1.0))
              for s in paths]
   return jax.tree_util.tree_unflatten(treedef, factors)
+
+
+def no_decay_mask(patterns: Sequence[str]) -> Callable[[Any], Any]:
+  """`params -> pytree of bools`: True (decayed) unless a pattern matches the leaf's path.
+
+  Paths and matching as `lr_multipliers` ('backbone/block1_0/norm1/scale'
+  matches 'backbone/.*norm'); a pattern matching no parameter is an error.
+  This is mmseg's `paramwise_cfg.custom_keys={key: dict(decay_mult=0.)}`.
+  """
+  if isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns):
+    raise ValueError(f'optimizer.no_decay={patterns!r} must be a list of path patterns')
+  patterns = tuple(patterns)
+
+  def mask(params: Any) -> Any:
+    try:
+      factors = lr_multipliers(params, {p: 0.0 for p in patterns})
+    except ValueError as e:
+      raise ValueError(str(e).replace('optimizer.lr_mult', 'optimizer.no_decay')) from None
+    return jax.tree.map(lambda m: m != 0.0, factors)
+
+  return mask
 
 
 def scale_lr_by_path(tx: optax.GradientTransformation, lr_mult: Mapping[str, float]
@@ -537,6 +570,8 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
                        shapes)
   if config.optimizer.get('lr_mult'):
     lr_multipliers(shapes['params'], config.optimizer.to_dict()['lr_mult'])  # match the model
+  if config.optimizer.get('no_decay'):
+    no_decay_mask(config.optimizer.to_dict()['no_decay'])(shapes['params'])
   if config.task == 'classification' and out.shape[-1] != info.num_classes:
     raise ValueError(f'model {config.model.name!r} outputs {out.shape[-1]} classes; the data '
                      f'has {info.num_classes} (set model.overrides.num_classes or drop it)')

@@ -40,12 +40,15 @@ overrides any of them):
   eval_batch_size   global eval batch (None: batch_size).
   total_steps | total_epochs   run length; exactly one is set (the other None or 0).
   optimizer.name    an `optim.create` name; optimizer.learning_rate is the peak learning
-                    rate; every other optimizer.* key but lr_mult goes to the optimizer (b1, b2,
-                    eps, momentum, weight_decay, ...). Optional optimizer.lr_mult
+                    rate; every other optimizer.* key but lr_mult and no_decay goes to
+                    the optimizer (b1, b2, eps, momentum, weight_decay, ...). Optional
+                    optimizer.lr_mult
                     {pattern: m}: parameters whose '/'-joined path ('decode_head/
                     linear_c1/kernel') `re.search`-matches pattern train with m × the
                     learning rate (longest pattern wins; first-order optimizers only;
                     a pattern matching nothing is an error), as mmseg's lr_mult.
+                    Optional optimizer.no_decay (patterns, same matching; adamw):
+                    matched parameters get no weight decay (mmseg's decay_mult=0).
   schedule.name     an `optim.schedules.create` name (constant, step, exponential,
                     inverse_time, cosine, linear, inverse_sqrt, poly, ...) peaking at
                     optimizer.learning_rate; schedule.warmup_steps | warmup_epochs adds a

@@ -28,9 +28,10 @@ single-scale mIoU B0 37.4, B1 42.2, B2 46.5, B3 49.4, B4 50.3, B5 51.0.
 The decode head trains with 10× the learning rate, as the paper (mmseg
 `paramwise_cfg.custom_keys={'head': dict(lr_mult=10.)}`): `optimizer.lr_mult`
 = {'decode_head': 10.0} (SegFormer's head parameters are `decode_head/...`;
-AdamW's decoupled decay is scaled with the rate, as in torch). Not
-reproduced: mmseg's decay_mult=0 for norm and pos_block parameters (every
-parameter is decayed here). Backbones (`backbone=`): `swin_tiny_patch4_window7_224` or
+AdamW's decoupled decay is scaled with the rate, as in torch). mmseg's
+decay_mult=0 for 'norm' parameters is `optimizer.no_decay` =
+('backbone/.*norm',): every LayerNorm of the encoder is exempt from weight
+decay (mmseg's 'pos_block' key matches nothing in MiT). Backbones (`backbone=`): `swin_tiny_patch4_window7_224` or
 `pvt_small` with the same all-MLP decoder (these encoders need
 `image_size` = their `img_size`, so the crop is 224 for them).
 """
@@ -76,6 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
   c.optimizer.lr_mult = ml_collections.ConfigDict({'decode_head': 10.0})
+  c.optimizer.no_decay = ('backbone/.*norm',)
   c.schedule.name = 'poly'
   c.schedule.power = 1.0
   c.schedule.warmup_steps = 1500

@@ -117,6 +117,61 @@ def test_segformer_ade20k_lr_mult_hits_exactly_the_decode_head():
   assert len(backbone) > 100 and set(backbone) == {1.0}
 
 
+def test_no_decay_matches_optax_adamw_with_the_same_mask():
+  """optimizer.no_decay exempts the matched leaves from the decoupled decay:
+  the trajectory is optax.adamw's with mask = not matched, step by step."""
+  c = _adamw_config()
+  c.optimizer.no_decay = ('bias', '^head/')
+  ours = train.make_optimizer(c, 1e-2)
+  mask = {'body': {'kernel': True, 'bias': False}, 'head': {'kernel': False, 'bias': False}}
+  oracle = optax.adamw(1e-2, weight_decay=0.05, eps=1e-8, mask=mask)
+  p_ours = p_ref = _params()
+  s_ours, s_ref = ours.init(p_ours), oracle.init(p_ref)
+  for t in range(5):
+    u, s_ours = ours.update(_grads(t), s_ours, p_ours)
+    p_ours = optax.apply_updates(p_ours, u)
+    u, s_ref = oracle.update(_grads(t), s_ref, p_ref)
+    p_ref = optax.apply_updates(p_ref, u)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 p_ours, p_ref)
+  decayed = _run(train.make_optimizer(_adamw_config(), 1e-2), 5)
+  assert not np.allclose(decayed['body']['bias'], p_ours['body']['bias'], rtol=0, atol=1e-7)
+
+
+def test_no_decay_bad_values_raise():
+  c = _adamw_config()
+  c.optimizer.no_decay = ('decoder',)
+  with pytest.raises(ValueError, match=r"optimizer.no_decay pattern\(s\) \['decoder'\] match "
+                     'no parameter'):
+    train.no_decay_mask(c.optimizer.no_decay)(_params())
+  c = _adamw_config()
+  c.optimizer.no_decay = 'bias'
+  with pytest.raises(ValueError, match='must be a list of path patterns'):
+    train.make_optimizer(c, 1e-2)
+  c = _adamw_config()
+  c.optimizer.name, c.optimizer.no_decay = 'adam', ('bias',)
+  with pytest.raises(ValueError, match="needs an optimizer with a weight-decay mask.*'adam'"):
+    train.make_optimizer(c, 1e-2)
+
+
+def test_segformer_ade20k_no_decay_hits_exactly_the_encoder_norms():
+  """mmseg's decay_mult=0 on 'norm' keys: every LayerNorm of the MiT encoder
+  (blocks, SR, patch-embedding and stage norms), not the decode head's BatchNorm."""
+  c = segformer_ade20k.get_config()
+  module = vision.create_model('segformer_b0', num_classes=150, img_size=64)
+  shapes = jax.eval_shape(lambda r: module.init(r, jnp.zeros((1, 64, 64, 3))),
+                          jax.random.PRNGKey(0))
+  mask = train.no_decay_mask(c.optimizer.to_dict()['no_decay'])(shapes['params'])
+  flat = {'/'.join(str(k.key) for k in path): m
+          for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]}
+  exempt = sorted(k for k, m in flat.items() if not m)
+  assert all(k.startswith('backbone/') and 'norm' in k for k in exempt)
+  # 2 per block norm (2 per block, 8 blocks), SR norms (stages 1-3, 6 blocks),
+  # patch-embedding norms (4) and stage norms (4): scale + bias each.
+  assert len(exempt) == 2 * (2 * 8 + 6 + 4 + 4)
+  assert flat['decode_head/batch_norm/scale'] and flat['backbone/block1_0/attn/q/kernel']
+
+
 # ---------------------------------------------------------------------------
 # Throughput counts examples, not label pixels.
 # ---------------------------------------------------------------------------
