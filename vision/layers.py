@@ -6,7 +6,7 @@ comes from the 'dropout' rng stream and only when `deterministic=False`.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -70,22 +70,56 @@ class Dense(nn.Module):
     return y.reshape(*x.shape[:-1], self.features)
 
 
-class DropPath(nn.Module):
-  """Stochastic depth (Huang et al. 2016): per-sample residual-branch dropout.
+def drop_path(module: nn.Module, x: jax.Array, rate: Any, deterministic: bool) -> jax.Array:
+  """Stochastic depth (Huang et al. 2016): y = x·b/(1 − r), b ~ Bernoulli(1 − r) per example.
 
-  y = x · b / (1 − r) with one Bernoulli(1 − r) draw b per example, so the
-  expected output equals x.
+  The expected output equals x. `rate` may be a traced scalar (one entry of a
+  scanned per-block schedule); `module` supplies the 'dropout' rng.
   """
+  if deterministic or (isinstance(rate, (int, float)) and rate == 0.0):
+    return x
+  keep = 1.0 - jnp.asarray(rate, jnp.float32)
+  mask = jax.random.bernoulli(module.make_rng('dropout'), keep,
+                              (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros((), x.dtype))
+
+
+class DropPath(nn.Module):
+  """`drop_path` with a fixed rate, as a module."""
   rate: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-    if deterministic or self.rate == 0.0:
-      return x
-    keep = 1.0 - self.rate
-    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, shape)
-    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+    return drop_path(self, x, self.rate, deterministic)
+
+
+def apply_blocks(block_cls: type[nn.Module], kwargs: dict[str, Any], x: jax.Array,
+                 rates: Sequence[float], name: str, scan: bool = False,
+                 remat: bool = False) -> jax.Array:
+  """x ← block_ℓ(x, rate_ℓ) for ℓ = 0 … L−1 (L = len(rates)); call inside a compact method.
+
+  `block_cls(**kwargs)(x, rate)` must return `(x, None)`. Unrolled, block ℓ's
+  variables are `{name}_{ℓ}`; with `scan` the blocks run as one `nn.scan`
+  whose variables are `name` with a leading [L] axis (one compiled block body
+  instead of L, so compile time stays flat in depth; `vision.load_pretrained`
+  stacks unrolled checkpoints into this layout). `remat` recomputes each
+  block's activations in the backward pass (`nn.remat`), trading compute for
+  memory. XLA:CPU runs convolutions inside a loop body far slower than at top
+  level (jax-ml/jax#12868), so scanning blocks that convolve (PVT's and MiT's
+  spatial reduction, MiT's depthwise conv) is for GPU/TPU; on CPU keep them
+  unrolled.
+  """
+  if remat:
+    block_cls = nn.remat(block_cls, prevent_cse=not scan)
+  if scan:
+    scanned = nn.scan(block_cls, variable_axes={'params': 0},
+                      split_rngs={'params': True, 'dropout': True},
+                      in_axes=0, length=len(rates))
+    x, _ = scanned(**kwargs, name=name)(x, jnp.asarray(rates, jnp.float32))
+    return x
+  for i, rate in enumerate(rates):
+    x, _ = block_cls(**kwargs, name=f'{name}_{i}')(x, rate)
+  return x
 
 
 class Mlp(nn.Module):

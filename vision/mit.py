@@ -73,29 +73,35 @@ class MixFFN(nn.Module):
 
 
 class MiTBlock(nn.Module):
-  """z' = z + DropPath(EffAttn(LN(z))); z'' = z' + DropPath(MixFFN(LN(z')))."""
+  """z' = z + DropPath(EffAttn(LN(z))); z'' = z' + DropPath(MixFFN(LN(z'))).
+
+  Called as `(z, drop_path_rate) -> (z'', None)` on tokens of the `hw` grid,
+  so a stage can run as one `nn.scan` (`layers.apply_blocks`).
+  """
   dim: int
   num_heads: int
   mlp_ratio: float
   sr_ratio: int
+  hw: tuple[int, int]
   qkv_bias: bool = True
   drop_rate: float = 0.0
-  drop_path: float = 0.0
   norm_eps: float = 1e-6
   sr_norm_eps: float = 1e-5
+  deterministic: bool = True
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, hw: tuple[int, int], deterministic: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
+    det = self.deterministic
     y = pvt.layer_norm(self.norm_eps, self.dtype, 'norm1')(x)
     y = pvt.SpatialReductionAttention(self.dim, self.num_heads, self.sr_ratio, self.qkv_bias,
                                       self.drop_rate, self.sr_norm_eps, self.dtype,
-                                      name='attn')(y, hw, deterministic)
-    x = x + layers.DropPath(self.drop_path)(y, deterministic)
+                                      name='attn')(y, self.hw, det)
+    x = x + layers.drop_path(self, y, drop_path_rate, det)
     y = pvt.layer_norm(self.norm_eps, self.dtype, 'norm2')(x)
     y = MixFFN(int(self.dim * self.mlp_ratio), self.drop_rate, self.dtype,
-               name='mlp')(y, hw, deterministic)
-    return x + layers.DropPath(self.drop_path)(y, deterministic)
+               name='mlp')(y, self.hw, det)
+    return x + layers.drop_path(self, y, drop_path_rate, det), None
 
 
 def stage_sizes(size: tuple[int, int], patch_sizes: Sequence[int],
@@ -127,6 +133,11 @@ class MixTransformer(nn.Module):
     norm_eps: LayerNorm eps of the blocks and stage norms.
     embed_norm_eps: LayerNorm eps of the patch-embedding and SR norms.
     dtype: computation dtype (parameters stay float32).
+    scan_blocks: run each stage's blocks as one `nn.scan` (variables
+      `block{i}` with a leading [depth] axis instead of `block{i}_{j}`);
+      compile time flat in depth on GPU/TPU, slow on CPU (the blocks
+      convolve; see `layers.apply_blocks`).
+    remat: recompute block activations in the backward pass.
   """
   num_classes: int = 1000
   img_size: Union[int, Sequence[int]] = 224
@@ -144,6 +155,8 @@ class MixTransformer(nn.Module):
   norm_eps: float = 1e-6
   embed_norm_eps: float = 1e-5
   dtype: Dtype = jnp.float32
+  scan_blocks: bool = False
+  remat: bool = False
 
   def check_size(self, size: Any, name: str = 'img_size') -> None:
     """ValueError unless every stage's grid is at least its reduction ratio."""
@@ -191,11 +204,13 @@ class MixTransformer(nn.Module):
       dim, k = self.embed_dims[i], self.patch_sizes[i]
       tokens, hw = pvt.PatchEmbed(dim, k, self.strides[i], k // 2, self.embed_norm_eps,
                                   self.dtype, name=f'patch_embed{i + 1}')(x)
-      for j in range(depth):
-        tokens = MiTBlock(dim, self.num_heads[i], self.mlp_ratios[i], self.sr_ratios[i],
-                          self.qkv_bias, self.drop_rate, dpr[i][j], self.norm_eps,
-                          self.embed_norm_eps, self.dtype,
-                          name=f'block{i + 1}_{j}')(tokens, hw, deterministic)
+      block = dict(dim=dim, num_heads=self.num_heads[i], mlp_ratio=self.mlp_ratios[i],
+                   sr_ratio=self.sr_ratios[i], hw=hw, qkv_bias=self.qkv_bias,
+                   drop_rate=self.drop_rate, norm_eps=self.norm_eps,
+                   sr_norm_eps=self.embed_norm_eps, deterministic=deterministic,
+                   dtype=self.dtype)
+      tokens = layers.apply_blocks(MiTBlock, block, tokens, dpr[i], f'block{i + 1}',
+                                   self.scan_blocks, self.remat)
       tokens = pvt.layer_norm(self.norm_eps, self.dtype, f'norm{i + 1}')(tokens)
       x = tokens.reshape(b, hw[0], hw[1], dim)
       features.append(x)

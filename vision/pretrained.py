@@ -65,6 +65,33 @@ def check_variables(variables: dict, expected: dict, unused: list[str]) -> None:
     raise ValueError('\n'.join(lines))
 
 
+def stack_scanned_blocks(variables: Any, expected: Any) -> Any:
+  """Checkpoint blocks `name_0 … name_{L−1}` → `name` with a leading [L] axis.
+
+  A model built with `scan_blocks=True` (ViT, PVT, MiT, SegFormer's encoder)
+  holds each run of blocks as one stacked tree; checkpoints always store
+  them one by one. Applied wherever `expected` (the model's variable tree)
+  has a subtree `name` that `variables` lacks and `name_0` exists; other
+  mismatches are left for `check_variables` to report.
+  """
+  if not isinstance(variables, dict) or not isinstance(expected, dict):
+    return variables
+  out = dict(variables)
+  for key, want in expected.items():
+    if key in out:
+      out[key] = stack_scanned_blocks(out[key], want)
+    elif isinstance(want, dict) and f'{key}_0' in out:
+      depth = jax.tree.leaves(want)[0].shape[0]
+      names = [f'{key}_{i}' for i in range(depth)]
+      if all(n in out for n in names) and f'{key}_{depth}' not in out:
+        trees = [flax.core.unfreeze(out.pop(n)) for n in names]
+        if any(jax.tree.structure(t) != jax.tree.structure(trees[0]) for t in trees):
+          raise ValueError(f'Checkpoint blocks {names[0]} … {names[-1]} differ in their '
+                           'tensors; cannot stack them for scan_blocks=True.')
+        out[key] = jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+  return out
+
+
 def init_shapes(module: nn.Module) -> dict:
   """The model's variable shapes, by `jax.eval_shape` (no compilation)."""
   size = getattr(module, 'img_size', 224)
@@ -106,7 +133,8 @@ def load_pretrained(name: str, path: str, **overrides: Any) -> tuple[nn.Module, 
   module = registry.create_model(name, **overrides)
   variables = dict(converter.to_flax(tensors, fmt, module))
   unused = list(variables.pop('__unused__', []))
-  expected = init_shapes(module)
+  expected = flax.core.unfreeze(init_shapes(module))
+  variables = stack_scanned_blocks(variables, expected)
   check_variables(variables, expected, unused)
   variables = jax.tree.map(
       lambda v, e: jnp.asarray(v, dtype=e.dtype), variables, flax.core.unfreeze(expected))

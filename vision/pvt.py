@@ -166,29 +166,35 @@ class SpatialReductionAttention(nn.Module):
 
 
 class PVTBlock(nn.Module):
-  """z' = z + DropPath(SRA(LN(z))); z'' = z' + DropPath(MLP(LN(z')))."""
+  """z' = z + DropPath(SRA(LN(z))); z'' = z' + DropPath(MLP(LN(z'))).
+
+  Called as `(z, drop_path_rate) -> (z'', None)` on tokens of the `hw` grid,
+  so a stage can run as one `nn.scan` (`layers.apply_blocks`).
+  """
   dim: int
   num_heads: int
   mlp_ratio: float
   sr_ratio: int
+  hw: tuple[int, int]
   qkv_bias: bool = True
   drop_rate: float = 0.0
-  drop_path: float = 0.0
   norm_eps: float = 1e-6
   sr_norm_eps: float = 1e-5
+  deterministic: bool = True
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, hw: tuple[int, int], deterministic: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
+    det = self.deterministic
     y = layer_norm(self.norm_eps, self.dtype, 'norm1')(x)
     y = SpatialReductionAttention(self.dim, self.num_heads, self.sr_ratio, self.qkv_bias,
                                   self.drop_rate, self.sr_norm_eps, self.dtype,
-                                  name='attn')(y, hw, deterministic)
-    x = x + layers.DropPath(self.drop_path)(y, deterministic)
+                                  name='attn')(y, self.hw, det)
+    x = x + layers.drop_path(self, y, drop_path_rate, det)
     y = layer_norm(self.norm_eps, self.dtype, 'norm2')(x)
     y = layers.Mlp(int(self.dim * self.mlp_ratio), drop_rate=self.drop_rate, dtype=self.dtype,
-                   name='mlp')(y, deterministic)
-    return x + layers.DropPath(self.drop_path)(y, deterministic)
+                   name='mlp')(y, det)
+    return x + layers.drop_path(self, y, drop_path_rate, det), None
 
 
 class PVT(nn.Module):
@@ -208,6 +214,11 @@ class PVT(nn.Module):
     norm_eps: LayerNorm eps of the blocks and the final norm.
     embed_norm_eps: LayerNorm eps of the patch-embedding and SR norms.
     dtype: computation dtype (parameters stay float32).
+    scan_blocks: run each stage's blocks as one `nn.scan` (variables
+      `block{i}` with a leading [depth] axis instead of `block{i}_{j}`);
+      compile time flat in depth on GPU/TPU, slow on CPU (the blocks
+      convolve; see `layers.apply_blocks`).
+    remat: recompute block activations in the backward pass.
   """
   num_classes: int = 1000
   img_size: Union[int, Sequence[int]] = 224
@@ -224,6 +235,8 @@ class PVT(nn.Module):
   norm_eps: float = 1e-6
   embed_norm_eps: float = 1e-5
   dtype: Dtype = jnp.float32
+  scan_blocks: bool = False
+  remat: bool = False
 
   def grid_sizes(self) -> list[tuple[int, int]]:
     """Token grid (H_i, W_i) of every stage at `img_size`."""
@@ -281,11 +294,13 @@ class PVT(nn.Module):
         tokens = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, dim)).astype(tokens.dtype),
                                   tokens], axis=1)
       tokens = nn.Dropout(self.drop_rate)(tokens + pos.astype(tokens.dtype), deterministic)
-      for j in range(self.depths[i]):
-        tokens = PVTBlock(dim, self.num_heads[i], self.mlp_ratios[i], self.sr_ratios[i],
-                          self.qkv_bias, self.drop_rate, dpr[i][j], self.norm_eps,
-                          self.embed_norm_eps, self.dtype,
-                          name=f'block{i + 1}_{j}')(tokens, hw, deterministic)
+      block = dict(dim=dim, num_heads=self.num_heads[i], mlp_ratio=self.mlp_ratios[i],
+                   sr_ratio=self.sr_ratios[i], hw=hw, qkv_bias=self.qkv_bias,
+                   drop_rate=self.drop_rate, norm_eps=self.norm_eps,
+                   sr_norm_eps=self.embed_norm_eps, deterministic=deterministic,
+                   dtype=self.dtype)
+      tokens = layers.apply_blocks(PVTBlock, block, tokens, dpr[i], f'block{i + 1}',
+                                   self.scan_blocks, self.remat)
       if not last:
         x = tokens.reshape(b, hw[0], hw[1], dim)
         features.append(x)

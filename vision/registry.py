@@ -70,7 +70,8 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
       raise ValueError(
           f'backbone={backbone!r} has no feature pyramid; use a swin_*, pvt_* '
           'or mit_* model.')
-    shared = {k: kwargs[k] for k in ('img_size', 'in_chans', 'drop_path_rate', 'dtype')
+    shared_fields = ('img_size', 'in_chans', 'drop_path_rate', 'dtype', 'scan_blocks', 'remat')
+    shared = {k: kwargs[k] for k in shared_fields
               if k in kwargs and k in _module_fields(backbone_def.cls)}
     kwargs['backbone'] = backbone_def.cls(**{**backbone_def.kwargs, **shared})
   module = entry.cls(**kwargs)

@@ -52,6 +52,8 @@ class SegFormer(nn.Module):
     decoder_dim: decoder width C.
     decoder_drop_rate: dropout before the classifier.
     dtype: computation dtype (parameters stay float32).
+    scan_blocks, remat: the encoder's (`vision.mit.MixTransformer`; a named
+      `backbone` takes them too where it has them).
     backbone: an encoder module with a `features_only` pyramid, or None for
       the MiT described by the fields above.
   """
@@ -73,6 +75,8 @@ class SegFormer(nn.Module):
   decoder_dim: int = 256
   decoder_drop_rate: float = 0.1
   dtype: Dtype = jnp.float32
+  scan_blocks: bool = False
+  remat: bool = False
   backbone: Optional[nn.Module] = None
 
   def _mit(self, **kwargs: Any) -> mit.MixTransformer:
@@ -83,7 +87,8 @@ class SegFormer(nn.Module):
         depths=self.depths, num_heads=self.num_heads, mlp_ratios=self.mlp_ratios,
         sr_ratios=self.sr_ratios, qkv_bias=self.qkv_bias, drop_rate=self.drop_rate,
         drop_path_rate=self.drop_path_rate, norm_eps=self.norm_eps,
-        embed_norm_eps=self.embed_norm_eps, dtype=self.dtype)
+        embed_norm_eps=self.embed_norm_eps, dtype=self.dtype, scan_blocks=self.scan_blocks,
+        remat=self.remat)
 
   def validate(self) -> None:
     """Raises a ValueError for configurations that cannot run."""

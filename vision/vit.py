@@ -85,16 +85,6 @@ class Attention(nn.Module):
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
 
-def _drop_path(module: nn.Module, x: jax.Array, rate: Any, deterministic: bool) -> jax.Array:
-  """x·b/(1 − r), b ~ Bernoulli(1 − r) per example; `rate` may be traced (scan)."""
-  if deterministic or (isinstance(rate, (int, float)) and rate == 0.0):
-    return x
-  keep = 1.0 - jnp.asarray(rate, jnp.float32)
-  mask = jax.random.bernoulli(module.make_rng('dropout'), keep,
-                              (x.shape[0],) + (1,) * (x.ndim - 1))
-  return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros((), x.dtype))
-
-
 class Block(nn.Module):
   """Pre-norm transformer block; returns (z, None) so it can be scanned."""
   num_heads: int
@@ -110,11 +100,11 @@ class Block(nn.Module):
     det = self.deterministic
     y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm1')(x)
     y = Attention(self.num_heads, self.qkv_bias, self.drop_rate, self.dtype, name='attn')(y, det)
-    x = x + _drop_path(self, y, drop_path_rate, det)
+    x = x + layers.drop_path(self, y, drop_path_rate, det)
     y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm2')(x)
     y = layers.Mlp(int(x.shape[-1] * self.mlp_ratio), drop_rate=self.drop_rate,
                    dtype=self.dtype, name='mlp')(y, deterministic=det)
-    x = x + _drop_path(self, y, drop_path_rate, det)
+    x = x + layers.drop_path(self, y, drop_path_rate, det)
     return x, None
 
 
@@ -205,20 +195,10 @@ class VisionTransformer(nn.Module):
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
 
     rates = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
-    block_cls = Block
-    if self.remat:
-      block_cls = nn.remat(block_cls, prevent_cse=not self.scan_blocks)
     kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
                   drop_rate=self.drop_rate, deterministic=not train, dtype=self.dtype,
                   norm_eps=self.norm_eps)
-    if self.scan_blocks:
-      scanned = nn.scan(block_cls, variable_axes={'params': 0},
-                        split_rngs={'params': True, 'dropout': True},
-                        in_axes=0, length=self.depth)
-      x, _ = scanned(**kwargs, name='blocks')(x, jnp.asarray(rates, jnp.float32))
-    else:
-      for i, rate in enumerate(rates):
-        x, _ = block_cls(**kwargs, name=f'blocks_{i}')(x, rate)
+    x = layers.apply_blocks(Block, kwargs, x, rates, 'blocks', self.scan_blocks, self.remat)
 
     if self.pool == 'token':
       x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm')(x)[:, 0]

@@ -146,6 +146,20 @@ def test_hf_parity_small_any_size(small_hf, small_loaded):
   np.testing.assert_allclose(np.asarray(logits), ref, atol=1e-4, rtol=0)
 
 
+def test_scan_blocks_matches_unrolled_logits_and_gradients(small_hf, small_loaded):
+  _, path, x, out = small_hf
+  module, variables, logits, _ = small_loaded
+  scanned, stacked = vision.load_pretrained('mit_b0', path, **SMALL, scan_blocks=True,
+                                            **seg_weights.HF_OVERRIDES)
+  assert stacked['params']['block2']['attn']['kv']['kernel'].shape == (2, 32, 64)
+  np.testing.assert_allclose(np.asarray(jax.jit(scanned.apply)(stacked, x)),
+                             np.asarray(logits), atol=1e-5, rtol=0)
+  loss = lambda m: jax.jit(jax.grad(lambda p: m.apply({'params': p}, x).sum()))  # noqa: E731
+  g_unrolled, g_scanned = loss(module)(variables['params']), loss(scanned)(stacked['params'])
+  np.testing.assert_allclose(g_scanned['block2']['mlp']['dwconv']['kernel'][0],
+                             g_unrolled['block2_0']['mlp']['dwconv']['kernel'], atol=1e-5)
+
+
 def test_features_only_are_hf_stage_outputs(small_hf, small_loaded):
   _, _, _, out = small_hf
   _, _, _, feats = small_loaded

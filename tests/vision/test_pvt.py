@@ -248,6 +248,31 @@ def test_misfit_checkpoint_lists_keys(small_hf, tmp_path):
   assert 'extra' in str(err.value)
 
 
+def test_scan_blocks_and_remat_load_hf_and_match(small_hf, small_loaded):
+  """scan_blocks stacks each stage's blocks (block2: leading axis 2, as loaded
+  from the HF checkpoint's one-by-one blocks); logits and gradients match the
+  unrolled model's, with and without remat."""
+  _, _, path, x, out = small_hf
+  module, variables, logits, _ = small_loaded
+  scanned, scanned_vars = vision.load_pretrained('pvt_tiny', path, **SMALL, scan_blocks=True,
+                                                 **pvt_weights.HF_OVERRIDES)
+  assert scanned_vars['params']['block2']['attn']['q']['kernel'].shape == (2, 32, 32)
+  assert 'block2_0' not in scanned_vars['params']
+  assert vision.param_count(scanned_vars) == vision.param_count(variables)
+  np.testing.assert_allclose(np.asarray(jax.jit(scanned.apply)(scanned_vars, x)),
+                             out.logits.numpy(), atol=1e-4, rtol=0)
+
+  def grads(m, v):
+    return flat(jax.jit(jax.grad(lambda p: m.apply({'params': p}, x).sum()))(v['params']))
+
+  unrolled = grads(module, variables)
+  for m in (scanned, scanned.clone(remat=True)):
+    g = grads(m, scanned_vars)
+    np.testing.assert_allclose(g['block2/mlp/fc1/kernel'][1],
+                               unrolled['block2_1/mlp/fc1/kernel'], atol=1e-5)
+    np.testing.assert_allclose(g['head/kernel'], unrolled['head/kernel'], atol=1e-5)
+
+
 def test_train_mode_jit_grad(small_hf):
   """train=True: drop path draws from the 'dropout' stream (same key, same
   result; new key, new result); gradients reach every kind of parameter."""

@@ -94,6 +94,19 @@ def test_hf_parity_small_with_batchnorm_stats(small_hf):
   np.testing.assert_allclose(np.asarray(logits).transpose(0, 3, 1, 2), ref, atol=1e-4, rtol=0)
 
 
+def test_scanned_rematted_encoder_loads_hf_and_matches(small_hf):
+  """scan_blocks reaches the MiT encoder under 'backbone'; the checkpoint's
+  one-by-one blocks are stacked (block2: two blocks) and logits still match HF."""
+  _, path, x, ref = small_hf
+  module, variables = vision.load_pretrained('segformer_b0', path, **SMALL, scan_blocks=True,
+                                             remat=True, **seg_weights.HF_OVERRIDES)
+  encoder = variables['params']['backbone']
+  assert encoder['block2']['mlp']['fc1']['kernel'].shape == (2, 32, 128)
+  assert not any(k.startswith('block2_') for k in encoder)
+  logits = jax.jit(lambda v, x: module.apply(v, x))(variables, x)
+  np.testing.assert_allclose(np.asarray(logits).transpose(0, 3, 1, 2), ref, atol=1e-4, rtol=0)
+
+
 def test_hf_parity_full_segformer_b0(tmp_path):
   model = _hf_model(1, 150)
   path = str(tmp_path / 'segformer_b0.safetensors')

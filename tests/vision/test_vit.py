@@ -22,6 +22,7 @@ from transformers import ViTConfig
 from transformers import ViTForImageClassification
 
 import vision
+from vision import layers
 from vision import resnetv2
 from vision import vit
 from vision.weights import vit as vit_weights
@@ -413,7 +414,7 @@ class _DropPathProbe(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return vit._drop_path(self, x, self.rate, deterministic=False)
+    return layers.drop_path(self, x, self.rate, deterministic=False)
 
 
 @pytest.mark.parametrize('traced', [False, True])

@@ -256,22 +256,6 @@ def _block_timm(r: _Reader, i: int) -> dict:
   return block
 
 
-def _stack_blocks(params: dict, depth: int) -> None:
-  """blocks_0 … blocks_{L−1} → one 'blocks' tree with a leading [L] axis (scan layout)."""
-  names = [f'blocks_{i}' for i in range(depth)]
-  if not all(n in params for n in names):
-    return  # leave them unstacked: the loader reports what is missing
-
-  def stack(*trees):
-    if isinstance(trees[0], dict):
-      if any(set(t) != set(trees[0]) for t in trees):
-        raise ValueError('Checkpoint blocks differ in their tensors; cannot stack for scan.')
-      return {k: stack(*(t[k] for t in trees)) for k in trees[0]}
-    return np.stack(trees)
-
-  params['blocks'] = stack(*(params.pop(n) for n in names))
-
-
 def _block_count(r: _Reader, pattern: str) -> int:
   regex = re.compile(pattern)
   found = [int(m.group(1)) for k in r._names if (m := regex.match(k))]  # pylint: disable=protected-access
@@ -317,8 +301,6 @@ def to_flax(tensors: dict[str, np.ndarray], fmt: str, module: Any) -> dict:
   _put(params, 'pos_embed', pos)
   for i, block in enumerate(blocks):
     params[f'blocks_{i}'] = block
-  if getattr(module, 'scan_blocks', False):
-    _stack_blocks(params, depth)
   _norm(params, final[0], final[1], final[2])
   _linear(params, 'head', *head)
   return {'params': params, '__unused__': r.unused()}
