@@ -63,9 +63,7 @@ class MixFFN(nn.Module):
     y = layers.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
                      name='fc1')(x)
     y = y.reshape(b, hw[0], hw[1], self.hidden_dim)
-    y = nn.Conv(self.hidden_dim, (3, 3), padding=((1, 1), (1, 1)),
-                feature_group_count=self.hidden_dim, dtype=self.dtype,
-                kernel_init=dwconv_init, name='dwconv')(y)
+    y = layers.DepthwiseConv(3, dtype=self.dtype, kernel_init=dwconv_init, name='dwconv')(y)
     y = layers.gelu(y.reshape(b, n, self.hidden_dim))
     y = nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
     y = layers.Dense(c, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc2')(y)
