@@ -26,14 +26,22 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from vision import decoders
+
 ApplyFn = Callable[[jax.Array], jax.Array]
 
 
 def resize_logits(logits: jax.Array, size: Sequence[int]) -> jax.Array:
-  """Bilinear (align_corners=False) resize of `[B, h, w, K]` logits to `[B, *size, K]`."""
+  """Bilinear (align_corners=False) resize of `[B, h, w, K]` logits to `[B, *size, K]`.
+
+  2-D maps go through `vision.decoders.resize_bilinear` (elementwise for
+  integer upsampling factors, the usual ×4 from SegFormer's logits).
+  """
   size = tuple(int(s) for s in size)
   if tuple(logits.shape[1:-1]) == size:
     return logits
+  if logits.ndim == 4 and len(size) == 2:
+    return decoders.resize_bilinear(logits, size)
   shape = (logits.shape[0], *size, logits.shape[-1])
   return jax.image.resize(logits, shape, method='bilinear', antialias=False)
 
