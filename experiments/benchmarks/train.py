@@ -16,15 +16,23 @@ needs a download):
 2. Input pipeline: host images/s of `data.make_train_iterator` (decode,
    augment, normalize, batch) against the images/s the bare step consumes.
    ratio = pipeline / trainer; goal > 1 (the pipeline is never the bottleneck).
+3. Step overhead: the bare pmap'd `train_step` (micro-batch split, metrics,
+   collectives, NaN flag) against a plain `jax.jit` step written directly —
+   loss of `module.apply` on the whole batch, `jax.grad`, `tx.update` — on
+   the same batch on one device. ratio = bare / plain; goal ≥ 0.95. (Guards
+   against overhead like the step's former length-1 micro-batch scan, in
+   which XLA:CPU ran SegFormer-B0's convolutions at 0.03× the plain speed.)
 """
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import tempfile
 import time
 
 import jax
+import optax
 
 from experiments import data as data_lib
 from experiments import metrics as metrics_lib
@@ -65,6 +73,46 @@ def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
   return statistics.median(rates)
 
 
+def _plain_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
+  """Median steps/s of a hand-written jit step (loss, grad, update) on the global batch."""
+  state = train.init_state(setup, jax.random.PRNGKey(0))
+  it = data_lib.make_train_iterator(setup.config.data, setup.global_batch, 0,
+                                    num_local_devices=1)
+  batch = jax.device_put(jax.tree.map(lambda x: x[0], next(it)), setup.devices[0])
+  module, task, tx = setup.module, setup.task, setup.tx
+  mutable = list(state.model_state)
+
+  def loss_fn(params, model_state, rng):
+    variables = {'params': params, **model_state}
+    kwargs = dict(train=True, rngs={'dropout': rng})
+    if mutable:
+      logits, new_state = module.apply(variables, batch['image'], mutable=mutable, **kwargs)
+    else:
+      logits, new_state = module.apply(variables, batch['image'], **kwargs), model_state
+    return jax.numpy.mean(task.losses(logits, batch['label'])), new_state
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def step(carry, rng):
+    params, model_state, opt_state = carry
+    (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, model_state, rng)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), model_state, opt_state), loss
+
+  carry = jax.device_put((state.params, state.model_state, state.opt_state), setup.devices[0])
+  rng = jax.random.PRNGKey(1)
+  carry, loss = step(carry, rng)
+  jax.block_until_ready(loss)
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      carry, loss = step(carry, rng)
+    jax.block_until_ready((carry, loss))
+    rates.append(steps / (time.perf_counter() - t0))
+  return statistics.median(rates)
+
+
 def _loop_steps_per_sec(config, steps: int) -> float:
   config = config.copy_and_resolve_references()
   config.total_epochs = None
@@ -91,9 +139,13 @@ def _measure(label: str, config, steps: int, repeats: int, pipeline_batches: int
   pipeline = data_lib.measure_throughput(config.data, setup.global_batch, pipeline_batches,
                                          num_local_devices=setup.num_local_devices)
   consumption = bare * setup.global_batch
+  plain = _plain_steps_per_sec(setup, steps, repeats)
   extra = {'batch': setup.global_batch, 'devices': setup.num_devices,
            'bare_before': bare_before, 'bare_after': bare_after}
   return [
+      Measurement('train', f'{label}: bare vs plain jit step', bare, plain, 'steps/s',
+                  'hand-written jit(loss, grad, update), same batch, one device',
+                  higher_is_better=True, extra=extra),
       Measurement('train', f'{label}: loop vs bare step', loop, bare, 'steps/s',
                   'same pmapped train_step, one resident batch', higher_is_better=True,
                   extra=extra),
