@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import vision
 from vision import layers
 
 
@@ -48,3 +49,31 @@ def test_depthwise_conv_rejects_even_or_mismatched_kernels():
     layers.depthwise_conv(x, jnp.zeros((2, 2, 1, 3)))
   with pytest.raises(ValueError, match='got \\(3, 3, 1, 4\\)'):
     layers.depthwise_conv(x, jnp.zeros((3, 3, 1, 4)))
+
+
+@pytest.mark.parametrize('name, overrides', [
+    ('mit_b0', dict(embed_dims=(8, 8, 8, 8), depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                    num_classes=3, img_size=32)),
+    ('vit_tiny_patch16_224', dict(embed_dim=8, depth=1, num_heads=2, num_classes=3,
+                                  img_size=32)),
+])
+def test_cpu_layers_support_forward_over_reverse(x64, name, overrides):
+  """Newton-CG and Gauss-Newton take jvp of grad through the model: the CPU
+  spellings (platform_dependent attention, custom_jvp GELU, shift-and-add
+  depthwise conv) must stay forward-mode differentiable. The Hessian-vector
+  product is checked against a central difference of gradients (float64)."""
+  del x64
+  module = vision.create_model(name, dtype=jnp.float64, **overrides)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float64)
+  params = jax.tree.map(lambda p: p.astype(jnp.float64),
+                        module.init(jax.random.PRNGKey(0), x)['params'])
+  loss = lambda p: jnp.sum(module.apply({'params': p}, x) ** 2)  # noqa: E731
+  v = jax.tree.map(lambda p: jnp.full_like(p, 1e-2), params)
+  _, hvp = jax.jit(lambda p, v: jax.jvp(jax.grad(loss), (p,), (v,)))(params, v)
+  grad = jax.jit(jax.grad(loss))
+  eps = 1e-4
+  plus = grad(jax.tree.map(lambda p, t: p + eps * t, params, v))
+  minus = grad(jax.tree.map(lambda p, t: p - eps * t, params, v))
+  for h, a, b in zip(jax.tree.leaves(hvp), jax.tree.leaves(plus), jax.tree.leaves(minus)):
+    np.testing.assert_allclose(np.asarray(h), (np.asarray(a) - np.asarray(b)) / (2 * eps),
+                               rtol=1e-5, atol=1e-8)
