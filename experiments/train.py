@@ -175,7 +175,8 @@ def _path_name(path: tuple) -> str:
                   for k in path)
 
 
-def lr_multipliers(params: Any, lr_mult: Mapping[str, float]) -> Any:
+def lr_multipliers(params: Any, lr_mult: Mapping[str, float],
+                   key: str = 'optimizer.lr_mult') -> Any:
   """The learning-rate factor of every leaf of `params` (a pytree of Python floats).
 
   A leaf's path is its keys joined by '/' ('decode_head/linear_c1/kernel');
@@ -186,23 +187,22 @@ def lr_multipliers(params: Any, lr_mult: Mapping[str, float]) -> Any:
   Raises:
     ValueError: a pattern is not a valid regular expression or matches no
       parameter (the message lists the top-level parameter names), or a factor
-      is not a number ≥ 0.
+      is not a number ≥ 0; messages name the config `key` the patterns came from.
   """
   for pattern, m in lr_mult.items():
     if isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 0:
-      raise ValueError(f'optimizer.lr_mult[{pattern!r}]={m!r}; must be a number >= 0')
+      raise ValueError(f'{key}[{pattern!r}]={m!r}; must be a number >= 0')
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ValueError(f'optimizer.lr_mult pattern {pattern!r} is not a regular expression: '
-                       f'{e}') from e
+      raise ValueError(f'{key} pattern {pattern!r} is not a regular expression: {e}') from e
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   paths = [_path_name(p) for p, _ in leaves]
   unused = [p for p in lr_mult if not any(re.search(p, s) for s in paths)]
   if unused:
     top = sorted(params) if isinstance(params, Mapping) else sorted({s.split('/')[0]
                                                                     for s in paths})
-    raise ValueError(f'optimizer.lr_mult pattern(s) {unused} match no parameter; patterns are '
+    raise ValueError(f'{key} pattern(s) {unused} match no parameter; patterns are '
                      f"searched in paths like {paths[0] if paths else ''!r}; top-level "
                      f'parameter names: {", ".join(map(str, top))}')
   longest_first = sorted(lr_mult, key=len, reverse=True)
@@ -223,10 +223,7 @@ def no_decay_mask(patterns: Sequence[str]) -> Callable[[Any], Any]:
   patterns = tuple(patterns)
 
   def mask(params: Any) -> Any:
-    try:
-      factors = lr_multipliers(params, {p: 0.0 for p in patterns})
-    except ValueError as e:
-      raise ValueError(str(e).replace('optimizer.lr_mult', 'optimizer.no_decay')) from None
+    factors = lr_multipliers(params, {p: 0.0 for p in patterns}, key='optimizer.no_decay')
     return jax.tree.map(lambda m: m != 0.0, factors)
 
   return mask
