@@ -202,13 +202,7 @@ class MixTransformer(nn.Module):
       dim, k = self.embed_dims[i], self.patch_sizes[i]
       tokens, hw = pvt.PatchEmbed(dim, k, self.strides[i], k // 2, self.embed_norm_eps,
                                   self.dtype, name=f'patch_embed{i + 1}')(x)
-      block = dict(dim=dim, num_heads=self.num_heads[i], mlp_ratio=self.mlp_ratios[i],
-                   sr_ratio=self.sr_ratios[i], hw=hw, qkv_bias=self.qkv_bias,
-                   drop_rate=self.drop_rate, norm_eps=self.norm_eps,
-                   sr_norm_eps=self.embed_norm_eps, deterministic=deterministic,
-                   dtype=self.dtype)
-      tokens = layers.apply_blocks(MiTBlock, block, tokens, dpr[i], f'block{i + 1}',
-                                   self.scan_blocks, self.remat)
+      tokens = pvt.stage_blocks(self, MiTBlock, i, tokens, hw, dpr[i], deterministic)
       tokens = pvt.layer_norm(self.norm_eps, self.dtype, f'norm{i + 1}')(tokens)
       x = tokens.reshape(b, hw[0], hw[1], dim)
       features.append(x)

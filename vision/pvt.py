@@ -104,6 +104,19 @@ def check_heads(model: str, embed_dims: Sequence[int], num_heads: Sequence[int])
           f'num_heads[{i}]={heads}; pick heads that divide the width.')
 
 
+def stage_blocks(model: nn.Module, block_cls: type[nn.Module], i: int, tokens: jax.Array,
+                 hw: tuple[int, int], rates: Sequence[float], deterministic: bool) -> jax.Array:
+  """Stage i's blocks (`PVTBlock` or `vision.mit.MiTBlock`) over `tokens`, built from the
+  per-stage fields `model` (a PVT or MixTransformer) shares; `layers.apply_blocks`
+  names them `block{i+1}_{j}`, or `block{i+1}` stacked with `model.scan_blocks`."""
+  block = dict(dim=model.embed_dims[i], num_heads=model.num_heads[i],
+               mlp_ratio=model.mlp_ratios[i], sr_ratio=model.sr_ratios[i], hw=hw,
+               qkv_bias=model.qkv_bias, drop_rate=model.drop_rate, norm_eps=model.norm_eps,
+               sr_norm_eps=model.embed_norm_eps, deterministic=deterministic, dtype=model.dtype)
+  return layers.apply_blocks(block_cls, block, tokens, rates, f'block{i + 1}',
+                             model.scan_blocks, model.remat)
+
+
 class PatchEmbed(nn.Module):
   """Image/map → tokens: Conv_{k×k, stride s, padding p} → LayerNorm.
 
@@ -294,13 +307,7 @@ class PVT(nn.Module):
         tokens = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, dim)).astype(tokens.dtype),
                                   tokens], axis=1)
       tokens = nn.Dropout(self.drop_rate)(tokens + pos.astype(tokens.dtype), deterministic)
-      block = dict(dim=dim, num_heads=self.num_heads[i], mlp_ratio=self.mlp_ratios[i],
-                   sr_ratio=self.sr_ratios[i], hw=hw, qkv_bias=self.qkv_bias,
-                   drop_rate=self.drop_rate, norm_eps=self.norm_eps,
-                   sr_norm_eps=self.embed_norm_eps, deterministic=deterministic,
-                   dtype=self.dtype)
-      tokens = layers.apply_blocks(PVTBlock, block, tokens, dpr[i], f'block{i + 1}',
-                                   self.scan_blocks, self.remat)
+      tokens = stage_blocks(self, PVTBlock, i, tokens, hw, dpr[i], deterministic)
       if not last:
         x = tokens.reshape(b, hw[0], hw[1], dim)
         features.append(x)
