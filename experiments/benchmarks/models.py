@@ -115,8 +115,7 @@ def _ours(name: str, x: jax.Array, y: jax.Array) -> dict[str, Any]:
 
   return dict(forward=lambda: forward(state['params'], x), train=train_call,
               forward_compile=forward_compile, train_compile=train_compile,
-              forward_flops=flops(forward), train_flops=flops(train),
-              compiled=dict(forward=forward, train=train))
+              forward_flops=flops(forward), train_flops=flops(train))
 
 
 def _peer(name: str, x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any]]:

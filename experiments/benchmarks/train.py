@@ -61,14 +61,19 @@ def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
   batch = next(data_lib.prefetch_to_device(it, 1, setup.devices))
   step = jax.pmap(train.make_train_step(setup), axis_name=train.AXIS, donate_argnums=(0,),
                   devices=setup.devices)
-  state, m = step(state, batch, rngs)
-  jax.block_until_ready(m)
+  return _median_steps_per_sec(step, state, (batch, rngs), steps, repeats)
+
+
+def _median_steps_per_sec(step, carry, args: tuple, steps: int, repeats: int) -> float:
+  """Median over `repeats` of steps/s of `carry, out = step(carry, *args)`, after a warm-up call."""
+  carry, out = step(carry, *args)
+  jax.block_until_ready(out)
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for _ in range(steps):
-      state, m = step(state, batch, rngs)
-    jax.block_until_ready((state, m))
+      carry, out = step(carry, *args)
+    jax.block_until_ready((carry, out))
     rates.append(steps / (time.perf_counter() - t0))
   return statistics.median(rates)
 
@@ -100,17 +105,7 @@ def _plain_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
     return (optax.apply_updates(params, updates), model_state, opt_state), loss
 
   carry = jax.device_put((state.params, state.model_state, state.opt_state), setup.devices[0])
-  rng = jax.random.PRNGKey(1)
-  carry, loss = step(carry, rng)
-  jax.block_until_ready(loss)
-  rates = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      carry, loss = step(carry, rng)
-    jax.block_until_ready((carry, loss))
-    rates.append(steps / (time.perf_counter() - t0))
-  return statistics.median(rates)
+  return _median_steps_per_sec(step, carry, (jax.random.PRNGKey(1),), steps, repeats)
 
 
 def _loop_steps_per_sec(config, steps: int) -> float:
