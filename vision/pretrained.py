@@ -137,5 +137,5 @@ def load_pretrained(name: str, path: str, **overrides: Any) -> tuple[nn.Module, 
   variables = stack_scanned_blocks(variables, expected)
   check_variables(variables, expected, unused)
   variables = jax.tree.map(
-      lambda v, e: jnp.asarray(v, dtype=e.dtype), variables, flax.core.unfreeze(expected))
+      lambda v, e: jnp.asarray(v, dtype=e.dtype), variables, expected)
   return module, variables

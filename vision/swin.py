@@ -230,7 +230,7 @@ class PatchMerging(nn.Module):
         [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
     x = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm')(x)
     return layers.Dense(2 * c, use_bias=False, dtype=self.dtype, kernel_init=layers.dense_init,
-                    name='reduction')(x)
+                        name='reduction')(x)
 
 
 class SwinTransformer(nn.Module):

@@ -77,11 +77,11 @@ class Attention(nn.Module):
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
     b, t, d = x.shape
     qkv = layers.Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype,
-                   kernel_init=layers.dense_init, name='qkv')(x)
+                       kernel_init=layers.dense_init, name='qkv')(x)
     qkv = qkv.reshape(b, t, 3, self.num_heads, d // self.num_heads)
     out = layers.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
     out = layers.Dense(d, dtype=self.dtype, kernel_init=layers.dense_init,
-                   name='proj')(out.reshape(b, t, d))
+                       name='proj')(out.reshape(b, t, d))
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
 
