@@ -6,9 +6,11 @@ task supplies
 - `losses(logits, labels) -> [B]`: one data-loss value per example;
 - `train_metrics(logits, labels) -> {name: [B]}`: per-example training metrics
   (averaged like the loss, logged as `train/<name>`);
-- `eval_sums(logits, labels, mask) -> {name: array}`: sufficient statistics of
-  one evaluation batch, summed over the masked examples (and then over
-  devices and batches by the trainer), so padding never counts;
+- `eval_sums(logits, labels, mask, **extras) -> {name: array}`: sufficient
+  statistics of one evaluation batch, summed over the masked examples (and
+  then over devices and batches by the trainer), so padding never counts;
+  `extras` are the eval batch's other entries (segmentation: `image_size`,
+  `label_size`, to score at the original label resolution);
 - `eval_metrics(sums) -> {'val/...': float}`: the final numbers from the sums.
 
 A new task (e.g. segmentation with a confusion matrix for mIoU) is one more

@@ -486,26 +486,49 @@ def _metric_names(task) -> list[str]:
 # Evals: every example of the eval split exactly once.
 # ---------------------------------------------------------------------------
 
-def make_eval_step(setup: Setup) -> Callable[..., dict[str, jax.Array]]:
-  """Pure `eval_step(params, model_state, batch) -> task sums`, psum'd over AXIS."""
+class EvalStep(NamedTuple):
+  """An eval step in two pmapped halves, so the model compiles once per image shape.
+
+  `forward(params, model_state, images) -> logits` (dense tasks: the task's
+  whole-image or sliding-window `predict`); `sums(logits, batch) -> task
+  sums`, psum'd over AXIS. Batches whose labels differ in shape (dense eval
+  at the original label resolution) recompile only `sums`.
+  """
+  forward: Callable[..., jax.Array]
+  sums: Callable[..., dict[str, jax.Array]]
+
+
+def make_eval_fns(setup: Setup) -> EvalStep:
+  """The pure halves of the eval step (see `EvalStep`); `pmap_eval_step` maps them."""
   module, task, dtype = setup.module, setup.task, DTYPES[setup.config.dtype]
 
-  def eval_step(params, model_state, batch):
-    def apply(images):
-      return module.apply({'params': params, **model_state}, images.astype(dtype), train=False)
+  def forward(params, model_state, images):
+    def apply(x):
+      return module.apply({'params': params, **model_state}, x.astype(dtype), train=False)
     predict = getattr(task, 'predict', None)  # dense tasks: whole-image / sliding-window
-    logits = predict(apply, batch['image']) if predict else apply(batch['image'])
-    return jax.lax.psum(task.eval_sums(logits, batch['label'], batch['mask']), AXIS)
+    return predict(apply, images) if predict else apply(images)
 
-  return eval_step
+  def sums(logits, batch):
+    extras = {k: v for k, v in batch.items() if k not in ('image', 'label', 'mask')}
+    return jax.lax.psum(task.eval_sums(logits, batch['label'], batch['mask'], **extras), AXIS)
+
+  return EvalStep(forward, sums)
 
 
-def evaluate(p_eval_step, params, model_state, eval_batches, task, devices=None
+def pmap_eval_step(setup: Setup) -> EvalStep:
+  fns = make_eval_fns(setup)
+  return EvalStep(jax.pmap(fns.forward, axis_name=AXIS, devices=setup.devices),
+                  jax.pmap(fns.sums, axis_name=AXIS, devices=setup.devices))
+
+
+def evaluate(eval_step: EvalStep, params, model_state, eval_batches, task, devices=None
              ) -> dict[str, float]:
   """Runs one pass over `eval_batches`; sums in float64 on the host."""
   sums = None
   for batch in data_lib.prefetch_to_device(iter(eval_batches), 2, devices):
-    out = _unreplicate(p_eval_step(params, model_state, batch))
+    logits = eval_step.forward(params, model_state, batch['image'])
+    rest = {k: v for k, v in batch.items() if k != 'image'}
+    out = _unreplicate(eval_step.sums(logits, rest))
     out = jax.tree.map(lambda x: np.asarray(x, np.float64), out)
     sums = out if sums is None else jax.tree.map(np.add, sums, out)
   metrics = task.eval_metrics(sums)
@@ -635,7 +658,7 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
   # Update and evals, pmap'd once.
   p_train_step = jax.pmap(make_train_step(setup), axis_name=AXIS, donate_argnums=(0,),
                           devices=setup.devices)
-  p_eval_step = jax.pmap(make_eval_step(setup), axis_name=AXIS, devices=setup.devices)
+  p_eval_step = pmap_eval_step(setup)
   state = _replicate(state, setup.devices)
   rngs = _replicate(train_rng, setup.devices)
 

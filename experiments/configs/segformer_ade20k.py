@@ -18,9 +18,12 @@ rescale of the (2048, 512) scale by 0.5–2.0, cat_max_ratio 0.75, flip,
 photometric distortion; reduce_zero_label (class 0 “other” ignored);
 AdamW lr 6e-5, weight decay 0.01, betas (0.9, 0.999), linear warmup 1500
 iterations, then poly decay with power 1 to 0 over 160k iterations; global
-batch 16; single-scale evaluation (here: images fitted into 512×512 and
-padded, whole-image inference; `task_options.eval_mode='slide'` with
-crop 512, stride 341 is mmseg's sliding mode).
+batch 16; single-scale evaluation at the original label resolution (here:
+images fitted into 512×512 and padded, whole-image inference, the logits
+of the image block resized back to each image's own label size and scored
+there, as mmseg; `task_options.eval_mode='slide'` with crop 512, stride
+341 is mmseg's sliding mode). Label canvases are per batch on one process;
+with several, set `data.seg.eval_label_size` to the largest label side.
 
 Result quoted from the paper (ImageNet-1k pretrained encoders, which this
 repository cannot download; from scratch expect far less): ADE20K val

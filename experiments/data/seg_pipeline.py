@@ -6,12 +6,21 @@
                          cat_max_ratio, flip, photometric, pad, eval_size)
 
 Batches: train `image=float32[D, B/D, S, S, 3]`, `label=int32[D, B/D, S, S]`
-(S = `image_size`, the crop; 255 = ignore); eval adds `mask=bool[D, B/D]`
-(example validity, as for classification) and has `E×E` images and labels
-(E = `seg.eval_size`, default S): each image is resized keeping its aspect
-ratio to fit E×E (not at all when it is already E×E, e.g. `shapes`) and
-padded bottom/right (image 0, label 255), so the eval labels are the
-original ones whenever the image fits. Padded examples are all-255.
+(S = `image_size`, the crop; 255 = ignore). Eval batches are scored at the
+original label resolution (mmseg's protocol): each image is resized keeping
+its aspect ratio to fit the `E×E` canvas (E = `seg.eval_size`, default S; not
+at all when it is already E×E, e.g. `shapes`) and padded bottom/right with 0,
+while its labels stay as they are, padded with 255 to the batch's label
+canvas `L_h×L_w`: `seg.eval_label_size` (square, fixed) when set, else the
+batch's largest label rounded up to a multiple of max(E/2, 1) (one compile
+of the scoring function per canvas; several processes need the fixed one,
+so every host builds the same shapes). Eval batches hold
+`image=float32[D, B/D, E, E, 3]`, `label=int32[D, B/D, L_h, L_w]`,
+`mask=bool[D, B/D]` (example validity, as for classification),
+`image_size=int32[D, B/D, 2]` (the resized image's `(h, w)` in the canvas)
+and `label_size=int32[D, B/D, 2]` (the original `(H, W)`); the segmentation
+task resizes the `h×w` logits block to `H×W` before scoring. Padded
+examples are all-255.
 
 Labels: `reduce_zero_label` (ADE20K) maps 0 (“other”) to 255 and c to c − 1;
 afterwards every value must be in [0, num_classes) or 255, else a
@@ -43,7 +52,8 @@ SegFormer).
 Knob defaults (`SEG_DEFAULTS`): scale (base (long, short) of the random
 rescale) None = (S, S); ratio_range (0.5, 2.0); cat_max_ratio 0.75; flip
 and photometric True; pad True (pad to the crop before cropping; with False
-a crop larger than the image is an error).
+a crop larger than the image is an error); eval_size None (= S);
+eval_label_size None (per-batch label canvas, see above).
 """
 from __future__ import annotations
 
@@ -66,7 +76,7 @@ AUGMENTATIONS = ('none', 'seg')
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SEG_DEFAULTS = dict(num_classes=None, reduce_zero_label=False, scale=None,
                     ratio_range=(0.5, 2.0), cat_max_ratio=0.75, flip=True, photometric=True,
-                    pad=True, eval_size=None)
+                    pad=True, eval_size=None, eval_label_size=None)
 IGNORE = seg_aug.IGNORE_LABEL
 
 
@@ -110,6 +120,9 @@ def seg_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
     raise ValueError(f'data.seg.ratio_range={opts["ratio_range"]!r}; need 0 < low <= high')
   if not 0 < opts['cat_max_ratio'] <= 1:
     raise ValueError(f'data.seg.cat_max_ratio={opts["cat_max_ratio"]!r}; must be in (0, 1]')
+  for key in ('eval_size', 'eval_label_size'):
+    if opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
+      raise ValueError(f'data.seg.{key}={opts[key]!r}; must be a positive int or None')
   return opts
 
 
@@ -164,11 +177,20 @@ class _Transform:
     labels = prepare_labels(mask, self.k, self.opts['reduce_zero_label'], name)
     return image.astype(np.float32) / np.float32(255.0), labels
 
+  def _fit(self, x: np.ndarray, e: int) -> np.ndarray:
+    """`x` resized keeping its aspect ratio to fit `e×e` (unchanged when it is e×e)."""
+    if x.shape[:2] == (e, e):
+      return x
+    f = min(e / x.shape[0], e / x.shape[1])
+    hw = (min(max(int(x.shape[0] * f + 0.5), 1), e), min(max(int(x.shape[1] * f + 0.5), 1), e))
+    return seg_aug.resize_image(x, hw)
+
   def train(self, image, mask, rng: np.random.Generator, name: str):
-    if self.cfg.augment == 'none':
-      return self.eval(image, mask, name, size=self.size)
     o, s = self.opts, self.size
     x, y = self._check(image, mask, name)
+    if self.cfg.augment == 'none':  # fit into the crop; labels follow (nearest)
+      x = self._fit(x, s)
+      return seg_aug.pad_to(x, seg_aug.resize_mask(y, x.shape[:2]), (s, s))
     x, y = seg_aug.random_rescale(x, y, rng, o['scale'] or (s, s), o['ratio_range'])
     if o['pad']:
       x, y = seg_aug.pad_to(x, y, (s, s))
@@ -179,15 +201,15 @@ class _Transform:
       x = seg_aug.photometric_distortion(x, rng)
     return x, y
 
-  def eval(self, image, mask, name: str, size: Optional[int] = None):
-    e = size or self.eval_size
+  def eval(self, image, mask, name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """`(E×E canvas image, original labels, (h, w) of the image in the canvas)`."""
+    e = self.eval_size
     x, y = self._check(image, mask, name)
-    if x.shape[:2] != (e, e):
-      f = min(e / x.shape[0], e / x.shape[1])
-      hw = (min(max(int(x.shape[0] * f + 0.5), 1), e), min(max(int(x.shape[1] * f + 0.5), 1), e))
-      x, y = seg_aug.resize_image(x, hw), seg_aug.resize_mask(y, hw)
-      x, y = seg_aug.pad_to(x, y, (e, e))
-    return x, y
+    x = self._fit(x, e)
+    hw = x.shape[:2]
+    canvas = np.zeros((e, e, x.shape[-1]), np.float32)
+    canvas[:hw[0], :hw[1]] = x
+    return canvas, y, hw
 
   def normalize(self, x: np.ndarray) -> np.ndarray:
     out = np.subtract(x, self.mean, dtype=np.float32)
@@ -283,6 +305,11 @@ class _EvalIterable:
                process_index: int, process_count: int):
     self._cfg, self._t, self._local, self._d = cfg, transform, local_batch, num_local_devices
     self._pi, self._pc = process_index, process_count
+    self._label_size = transform.opts['eval_label_size']
+    if process_count > 1 and self._label_size is None:
+      raise ValueError(f'{process_count} processes evaluate in lockstep and need the same '
+                       'label canvas: set data.seg.eval_label_size to the largest label side '
+                       'of the eval split (e.g. 2048 for ADE20K)')
     n = _num_examples(cfg, cfg.eval_split)
     self._lo, self._hi = arrays.shard_bounds(n, process_index, process_count)
     largest = max(b - a for a, b in (arrays.shard_bounds(n, p, process_count)
@@ -302,23 +329,45 @@ class _EvalIterable:
     for i in range(self._lo, self._hi):
       yield self._data.images[i], self._data.masks[i], self._data.names[i]
 
+  def _label_canvas(self, ys: list[np.ndarray], names: list[str]) -> tuple[int, int]:
+    if self._label_size is not None:
+      side = self._label_size
+      for y, name in zip(ys, names):
+        if y.shape[0] > side or y.shape[1] > side:
+          raise ValueError(f'{name}: labels are {y.shape[0]}x{y.shape[1]}, larger than '
+                           f'data.seg.eval_label_size={side}; raise it to at least '
+                           f'{max(y.shape)}')
+      return side, side
+    g = max(self._t.eval_size // 2, 1)
+    return tuple(-(-max(y.shape[a] for y in ys) // g) * g for a in (0, 1))  # type: ignore
+
   def __iter__(self) -> Iterator[Batch]:
-    e = self._t.eval_size
+    e, d, local = self._t.eval_size, self._d, self._local
     it = self._examples()
     for _ in range(self._len):
-      xs, ys = [], []
-      for image, mask, name in itertools.islice(it, self._local):
-        x, y = self._t.eval(image, mask, name)
+      xs, ys, hws, names = [], [], [], []
+      for image, mask, name in itertools.islice(it, local):
+        x, y, hw = self._t.eval(image, mask, name)
         xs.append(x)
         ys.append(y)
+        hws.append(hw)
+        names.append(name)
       real = len(xs)
-      xs += [np.zeros((e, e, 3), np.float32)] * (self._local - real)
-      ys += [np.full((e, e), IGNORE, np.int32)] * (self._local - real)
-      out = _batch(xs, ys, self._t, self._d)
-      valid = np.arange(self._local) < real
-      out['image'][arrays.to_devices(~valid, self._d)] = 0.0
-      out['mask'] = arrays.to_devices(valid, self._d)
-      yield out
+      canvas = self._label_canvas(ys, names) if ys else (e, e)
+      labels = np.full((local, *canvas), IGNORE, np.int32)
+      for i, y in enumerate(ys):
+        labels[i, :y.shape[0], :y.shape[1]] = y
+      image = np.zeros((local, e, e, 3), np.float32)
+      image[:real] = self._t.normalize(np.stack(xs)) if xs else 0.0
+      image_size = np.ones((local, 2), np.int32)
+      label_size = np.ones((local, 2), np.int32)
+      image_size[:real] = hws
+      label_size[:real] = [y.shape for y in ys]
+      valid = np.arange(local) < real
+      yield {'image': arrays.to_devices(image, d), 'label': arrays.to_devices(labels, d),
+             'mask': arrays.to_devices(valid, d),
+             'image_size': arrays.to_devices(image_size, d),
+             'label_size': arrays.to_devices(label_size, d)}
 
 
 def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,

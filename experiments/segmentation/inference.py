@@ -17,6 +17,17 @@ each pixel:
 A window larger than the image is clipped to it, so with `crop ≥ (H, W)`
 sliding-window inference is exactly whole-image inference. All windows of a
 batch go through the model in one call (stacked on the batch axis).
+
+Back to the label resolution (mmseg `postprocess_result`): eval images are
+resized to fit the canvas and padded, so example b's prediction is the
+`image_size[b] = (h, w)` top-left block of the canvas logits, bilinearly
+resized to its original label size `label_size[b] = (H, W)`.
+`resize_to_labels` does this with per-example (traced) sizes, so one compiled
+function serves every image: along each axis, output index o reads the
+block at u = max((o + ½)·h/H − ½, 0), i.e. rows ⌊u⌋ and min(⌊u⌋ + 1, h − 1)
+with weights 1 − (u − ⌊u⌋) and u − ⌊u⌋ (torch's `upsample_bilinear2d`
+index and weight rule), so padding never leaks into the border pixels.
+Outputs beyond (H, W) are filler for the label canvas's padding (ignore).
 """
 from __future__ import annotations
 
@@ -51,6 +62,50 @@ def whole_inference(apply_fn: ApplyFn, images: jax.Array,
   """Logits `[B, H', W', K]` of `apply_fn(images)` resized to `out_size` (default: image size)."""
   chex.assert_rank(images, 4)
   return resize_logits(apply_fn(images), out_size or images.shape[1:3])
+
+
+def _taps(out_len: int, valid_in: jax.Array, valid_out: jax.Array
+          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Source rows `(i0, i1)` and weight of i1 for resizing `valid_in` samples to `valid_out`."""
+  scale = valid_in.astype(jnp.float32) / valid_out.astype(jnp.float32)
+  u = jnp.maximum(scale * (jnp.arange(out_len, dtype=jnp.float32) + 0.5) - 0.5, 0.0)
+  i0 = jnp.minimum(u.astype(jnp.int32), valid_in - 1)
+  i1 = jnp.minimum(i0 + 1, valid_in - 1)
+  return i0, i1, jnp.clip(u - i0.astype(jnp.float32), 0.0, 1.0)
+
+
+def _resize_block(logits: jax.Array, image_size: jax.Array, label_size: jax.Array,
+                  canvas: tuple[int, int]) -> jax.Array:
+  """One example: `[Hc, Wc, K]` canvas logits -> `[*canvas, K]` (see module docstring)."""
+  for axis in (0, 1):
+    i0, i1, lam = _taps(canvas[axis], image_size[axis], label_size[axis])
+    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
+    lam = lam.reshape(shape)
+    logits = (jnp.take(logits, i0, axis=axis) * (1.0 - lam)
+              + jnp.take(logits, i1, axis=axis) * lam)
+  return logits
+
+
+def resize_to_labels(logits: jax.Array, image_size: jax.Array, label_size: jax.Array,
+                     canvas: Sequence[int]) -> jax.Array:
+  """Each example's valid logits block resized to its original label size.
+
+  Args:
+    logits: `[B, Hc, Wc, K]` at the (padded) eval canvas resolution.
+    image_size: int `[B, 2]`, the `(h, w)` of the resized image in the canvas.
+    label_size: int `[B, 2]`, the `(H, W)` of the original label map.
+    canvas: static `(Lh, Lw)` of the label batch (≥ every `label_size`).
+
+  Returns:
+    float32 `[B, Lh, Lw, K]`; `[b, :H, :W]` is torch's
+    `interpolate(logits[b, :h, :w], (H, W), 'bilinear', align_corners=False)`.
+  """
+  chex.assert_rank(logits, 4)
+  chex.assert_shape([image_size, label_size], (logits.shape[0], 2))
+  canvas = (int(canvas[0]), int(canvas[1]))
+  fn = lambda z, i, l: _resize_block(z, i, l, canvas)  # noqa: E731
+  return jax.vmap(fn)(logits.astype(jnp.float32), image_size.astype(jnp.int32),
+                      label_size.astype(jnp.int32))
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:

@@ -9,7 +9,11 @@ methods every task has, plus `predict`, the eval-time forward pass:
 - `predict(apply_fn, images)`: whole-image (`eval_mode='whole'`) or
   sliding-window (`eval_mode='slide'`, `crop`, `stride`) logits;
 - `eval_sums`: the `[K, K]` confusion matrix of the masked examples (summed
-  by the trainer over devices and batches), the loss sum and the count;
+  by the trainer over devices and batches), the loss sum and the count, at
+  the original label resolution when the batch says where each image lies in
+  the canvas (`image_size`) and how large its labels are (`label_size`):
+  the valid logits block is resized back to the labels
+  (`inference.resize_to_labels`), as mmseg's `postprocess_result`;
 - `eval_metrics`: `val/miou`, `val/pixel_accuracy`, `val/mean_accuracy`,
   `val/loss` from the whole-set matrix (`metrics.py` states the convention).
 """
@@ -82,9 +86,16 @@ class Segmentation:
       return inference.slide_inference(apply_fn, images, self.crop, self.stride)
     return inference.whole_inference(apply_fn, images)
 
-  def eval_sums(self, logits: jax.Array, labels: jax.Array, mask: jax.Array
-                ) -> dict[str, jax.Array]:
-    logits = self._at_label_size(logits, labels)
+  def eval_sums(self, logits: jax.Array, labels: jax.Array, mask: jax.Array,
+                image_size: Optional[jax.Array] = None,
+                label_size: Optional[jax.Array] = None) -> dict[str, jax.Array]:
+    """Sums of one eval batch; `image_size`/`label_size` int `[B, 2]` (see module docstring)."""
+    if (image_size is None) != (label_size is None):
+      raise ValueError('eval_sums needs both image_size and label_size, or neither')
+    if image_size is None:
+      logits = self._at_label_size(logits, labels)
+    else:
+      logits = inference.resize_to_labels(logits, image_size, label_size, labels.shape[1:3])
     mask_f = mask.astype(jnp.float32)
     loss = seg_losses.pixel_cross_entropy(logits, labels, self.ignore_label)
     pixel_mask = mask.reshape(mask.shape + (1,) * (labels.ndim - 1))

@@ -140,7 +140,7 @@ def test_eval_covers_every_example_once():
   config = tiny_config(eval_batch_size=48)
   setup = train.build(config)
   state = train.init_state(setup, jax.random.PRNGKey(1))
-  p_eval = jax.pmap(train.make_eval_step(setup), axis_name=train.AXIS)
+  p_eval = train.pmap_eval_step(setup)
   rep = lambda t: train._replicate(t, jax.local_devices())  # pylint: disable=protected-access
   batches = data.make_eval_iterator(config.data, 48, 8)
   out = train.evaluate(p_eval, rep(state.params), rep(state.model_state), batches, setup.task)
