@@ -5,16 +5,20 @@ Order and parameters follow mmseg / SegFormer:
 1. `random_rescale`: r ~ U(ratio_range); the image is resized keeping its
    aspect ratio by f = min(r·L / long_side, r·S / short_side) for the base
    scale (L, S) (ADE20K: (2048, 512), ratio range (0.5, 2.0)).
-2. `pad_to` the crop size (image 0, mask 255) when smaller, then
-   `random_crop` of the crop size; with `cat_max_ratio < 1` up to 10 crops
-   are drawn until no class (the ignore label aside) covers
-   ≥ cat_max_ratio of the crop and it holds at least two classes
-   (mmseg `RandomCrop(cat_max_ratio=0.75)`).
+2. `random_crop` of the crop size, clipped to the image along any side
+   where the image is smaller (mmseg `RandomCrop`'s box); with
+   `cat_max_ratio < 1` up to 10 crops are drawn until no class (the ignore
+   label aside) covers ≥ cat_max_ratio of the crop and it holds at least
+   two classes (mmseg `RandomCrop(cat_max_ratio=0.75)`).
 3. `flip`: left-right with probability ½.
 4. `photometric_distortion` on the image only: brightness ±32/255, contrast
    ×U(0.5, 1.5) (before or after the HSV steps, at random), saturation
    ×U(0.5, 1.5), hue ±18°, each applied with probability ½; values clipped
    to [0, 1] after each step.
+5. `pad_to` the crop size, bottom/right: mask 255, image the normalization
+   mean (`fill`), so the padding reads 0 after normalization, as mmseg pads
+   the normalized batch with 0 (`SegDataPreProcessor(pad_val=0,
+   seg_pad_val=255)`); the distortion never touches padding.
 
 Images are float32 `[H, W, 3]` in [0, 1], resized bilinearly (half-pixel
 centres, antialiased when shrinking, `augment.resize_matrix`); masks are
@@ -70,26 +74,33 @@ def random_rescale(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 
 
 def pad_to(image: np.ndarray, mask: np.ndarray, size: Sequence[int],
-           ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, np.ndarray]:
-  """Pads bottom/right to at least `size` (image 0, mask `ignore_label`)."""
+           fill: float | Sequence[float] = 0.0, ignore_label: int = IGNORE_LABEL
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """Pads bottom/right to at least `size` (image `fill`, per channel or scalar; mask 255)."""
   ph, pw = max(size[0] - image.shape[0], 0), max(size[1] - image.shape[1], 0)
   if not ph and not pw:
     return image, mask
-  return (np.pad(image, ((0, ph), (0, pw), (0, 0))),
-          np.pad(mask, ((0, ph), (0, pw)), constant_values=ignore_label))
+  out = np.empty((image.shape[0] + ph, image.shape[1] + pw, image.shape[2]), image.dtype)
+  out[...] = np.asarray(fill, image.dtype)
+  out[:image.shape[0], :image.shape[1]] = image
+  return out, np.pad(mask, ((0, ph), (0, pw)), constant_values=ignore_label)
 
 
 def random_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                 size: Sequence[int], cat_max_ratio: float = 1.0,
-                ignore_label: int = IGNORE_LABEL, name: str = 'example'
-                ) -> tuple[np.ndarray, np.ndarray]:
+                ignore_label: int = IGNORE_LABEL, name: str = 'example',
+                clip: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Random `size` crop (see module docstring for the category-ratio cap).
 
+  With `clip`, a side longer than the image is cut to the image (pad after).
+
   Raises:
-    ValueError: `size` is larger than the (padded) image; names `name`.
+    ValueError: without `clip`, `size` is larger than the image; names `name`.
   """
   h, w = mask.shape
   ch, cw = int(size[0]), int(size[1])
+  if clip:
+    ch, cw = min(ch, h), min(cw, w)
   if ch > h or cw > w:
     raise ValueError(f'{name}: crop size {ch}x{cw} is larger than the padded image {h}x{w}; '
                      'pad first (data.seg.pad=True) or use a smaller crop')

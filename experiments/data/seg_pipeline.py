@@ -9,7 +9,8 @@ Batches: train `image=float32[D, B/D, S, S, 3]`, `label=int32[D, B/D, S, S]`
 (S = `image_size`, the crop; 255 = ignore). Eval batches are scored at the
 original label resolution (mmseg's protocol): each image is resized keeping
 its aspect ratio to fit the `E×E` canvas (E = `seg.eval_size`, default S; not
-at all when it is already E×E, e.g. `shapes`) and padded bottom/right with 0,
+at all when it is already E×E, e.g. `shapes`) and padded bottom/right with
+the normalization mean (0 once normalized, as mmseg pads),
 while its labels stay as they are, padded with 255 to the batch's label
 canvas `L_h×L_w`: `seg.eval_label_size` (square, fixed) when set, else the
 batch's largest label rounded up to a multiple of max(E/2, 1) (one compile
@@ -51,9 +52,11 @@ SegFormer).
 
 Knob defaults (`SEG_DEFAULTS`): scale (base (long, short) of the random
 rescale) None = (S, S); ratio_range (0.5, 2.0); cat_max_ratio 0.75; flip
-and photometric True; pad True (pad to the crop before cropping; with False
-a crop larger than the image is an error); eval_size None (= S);
-eval_label_size None (per-batch label canvas, see above).
+and photometric True; pad True (a crop side longer than the rescaled image
+is cut to it and the result padded to the crop after the photometric step,
+image with the mean, mask with 255; with False such a crop is an error);
+eval_size None (= S); eval_label_size None (per-batch label canvas, see
+above).
 """
 from __future__ import annotations
 
@@ -190,16 +193,14 @@ class _Transform:
     x, y = self._check(image, mask, name)
     if self.cfg.augment == 'none':  # fit into the crop; labels follow (nearest)
       x = self._fit(x, s)
-      return seg_aug.pad_to(x, seg_aug.resize_mask(y, x.shape[:2]), (s, s))
+      return seg_aug.pad_to(x, seg_aug.resize_mask(y, x.shape[:2]), (s, s), self.mean)
     x, y = seg_aug.random_rescale(x, y, rng, o['scale'] or (s, s), o['ratio_range'])
-    if o['pad']:
-      x, y = seg_aug.pad_to(x, y, (s, s))
-    x, y = seg_aug.random_crop(x, y, rng, (s, s), o['cat_max_ratio'], name=name)
+    x, y = seg_aug.random_crop(x, y, rng, (s, s), o['cat_max_ratio'], name=name, clip=o['pad'])
     if o['flip']:
       x, y = seg_aug.flip(x, y, rng)
     if o['photometric']:
       x = seg_aug.photometric_distortion(x, rng)
-    return x, y
+    return seg_aug.pad_to(x, y, (s, s), self.mean)
 
   def eval(self, image, mask, name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """`(E×E canvas image, original labels, (h, w) of the image in the canvas)`."""
@@ -207,7 +208,8 @@ class _Transform:
     x, y = self._check(image, mask, name)
     x = self._fit(x, e)
     hw = x.shape[:2]
-    canvas = np.zeros((e, e, x.shape[-1]), np.float32)
+    canvas = np.empty((e, e, x.shape[-1]), np.float32)
+    canvas[...] = self.mean  # 0 after normalization
     canvas[:hw[0], :hw[1]] = x
     return canvas, y, hw
 

@@ -157,6 +157,35 @@ def test_segfolder_train_and_eval_batches_keep_masks(segfolder):
   assert (batches[0]['label'][0, 0, 32:] == 255).all()
 
 
+def test_padding_reads_zero_after_normalization_and_skips_photometric(segfolder):
+  """mmseg pads the normalized batch with 0 after the photometric step (pad_val=0)."""
+  # 32x40 images rescaled to at most 16 pixels on the short side: always smaller than the crop.
+  cfg = _cfg(f'segfolder:{segfolder}', size=24, num_classes=3, scale=(20, 16),
+             ratio_range=(0.5, 1.0))
+  cfg.mean, cfg.std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+  batch = next(data.make_train_iterator(cfg, 8, seed=3, start_step=0, num_local_devices=1))
+  x, y = batch['image'].reshape(-1, 24, 24, 3), batch['label'].reshape(-1, 24, 24)
+  pad = y == 255  # the masks hold classes 0..2 only: 255 is padding
+  assert pad[:, -1].all() and pad[:, :, -1].all() and not pad.all(axis=(1, 2)).any()
+  assert (x[pad] == 0.0).all() and (x[~pad] != 0.0).any(axis=-1).mean() > 0.95
+  # Eval canvas (images fitted into 48x48): padding is 0 once normalized as well.
+  cfg.seg.eval_size = 48
+  ev = next(iter(data.make_eval_iterator(cfg, 2, 1)))
+  (h, w) = ev['image_size'][0, 0]
+  assert (h, w) == (38, 48) and (ev['image'][0, 0, h:] == 0.0).all()
+
+
+def test_random_crop_clip_cuts_the_box_to_the_image():
+  image, mask = _coded(0, h=16, w=40, block=4)
+  x, y = seg_aug.random_crop(image, mask, np.random.default_rng(0), (24, 24), clip=True)
+  assert y.shape == (16, 24) and _agreement(x, y) == 1.0
+  with pytest.raises(ValueError, match='crop size 24x24 is larger than the padded image 16x40'):
+    seg_aug.random_crop(image, mask, np.random.default_rng(0), (24, 24))
+  xp, yp = seg_aug.pad_to(x, y, (24, 24), fill=(0.5, 0.25, 0.125))
+  assert yp.shape == (24, 24) and (yp[16:] == 255).all()
+  np.testing.assert_array_equal(xp[16:], np.broadcast_to([0.5, 0.25, 0.125], (8, 24, 3)))
+
+
 def test_reduce_zero_label():
   y = seg_pipeline.prepare_labels(np.array([[0, 1, 150], [255, 2, 0]]), 150, True, 'ex')
   np.testing.assert_array_equal(y, [[255, 0, 149], [255, 1, 255]])
