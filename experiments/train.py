@@ -588,6 +588,16 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
                      f'(data.image_size={config.data.image_size}): {first}') from e
   out = jax.eval_shape(lambda v: module.apply(v, jnp.zeros((1, *info.image_shape)), train=False),
                        shapes)
+  for shape in data_lib.eval_image_shapes(config.data):
+    if tuple(shape) == tuple(info.image_shape):
+      continue
+    try:
+      jax.eval_shape(lambda v, s=shape: module.apply(v, jnp.zeros((1, *s)), train=False), shapes)
+    except Exception as e:  # pylint: disable=broad-except
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise ValueError(f'model {config.model.name!r} cannot evaluate {tuple(shape)} images '
+                       '(data.seg.eval_size / data.seg.eval_scale canvases): '
+                       f'{first}') from e
   if config.optimizer.get('lr_mult'):
     lr_multipliers(shapes['params'], config.optimizer.to_dict()['lr_mult'])  # match the model
   if config.optimizer.get('no_decay'):

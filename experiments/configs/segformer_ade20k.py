@@ -18,12 +18,14 @@ rescale of the (2048, 512) scale by 0.5–2.0, cat_max_ratio 0.75, flip,
 photometric distortion; reduce_zero_label (class 0 “other” ignored);
 AdamW lr 6e-5, weight decay 0.01, betas (0.9, 0.999), linear warmup 1500
 iterations, then poly decay with power 1 to 0 over 160k iterations; global
-batch 16; single-scale evaluation at the original label resolution (here:
-images fitted into 512×512 and padded, whole-image inference, the logits
-of the image block resized back to each image's own label size and scored
-there, as mmseg; `task_options.eval_mode='slide'` with crop 512, stride
-341 is mmseg's sliding mode). Label canvases are per batch on one process;
-with several, set `data.seg.eval_label_size` to the largest label side.
+batch 16; single-scale evaluation as mmseg's test pipeline: each image
+resized keeping its ratio to the (2048, 512) scale (`data.seg.eval_scale`),
+whole-image inference (padded to a multiple of 128 per batch), the logits
+of the image block resized back to the image's own label size and scored
+there; `task_options.eval_mode='slide'` with crop 512, stride 341 is
+mmseg's sliding mode (here over the padded canvas). On several processes canvases must agree: set
+`data.seg.eval_scale=None` (images fitted into 512×512) and
+`data.seg.eval_label_size` to the largest label side.
 
 Result quoted from the paper (ImageNet-1k pretrained encoders, which this
 repository cannot download; from scratch expect far less): ADE20K val
@@ -36,7 +38,8 @@ decay_mult=0 for 'norm' parameters is `optimizer.no_decay` =
 ('backbone/.*norm',): every LayerNorm of the encoder is exempt from weight
 decay (mmseg's 'pos_block' key matches nothing in MiT). Backbones (`backbone=`): `swin_tiny_patch4_window7_224` or
 `pvt_small` with the same all-MLP decoder (these encoders need
-`image_size` = their `img_size`, so the crop is 224 for them).
+`image_size` = their `img_size`, so the crop is 224 for them, and their
+eval images are fitted into 224×224).
 """
 from __future__ import annotations
 
@@ -70,7 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.shuffle_buffer = 1000
   c.data.seg = ml_collections.ConfigDict(dict(
       num_classes=150, reduce_zero_label=True, scale=(2048, crop), ratio_range=(0.5, 2.0),
-      cat_max_ratio=0.75, flip=True, photometric=True, pad=True, eval_size=crop))
+      cat_max_ratio=0.75, flip=True, photometric=True, pad=True, eval_size=crop,
+      eval_scale=None if args.backbone else (2048, 512)))
   c.batch_size = 16
   c.eval_batch_size = 16
   c.total_steps = 160_000
@@ -92,6 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.image_size = 32 if not args.backbone else crop
     c.data.seg.scale = (64, 32)
     c.data.seg.eval_size = c.data.image_size
+    c.data.seg.eval_scale = None
     c.data.train_split = 'train[:16]'
     c.data.eval_split = 'test[:8]'
   return c

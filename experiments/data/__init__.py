@@ -14,6 +14,7 @@ See `pipeline.py` for the batch contract and `config.py` for every knob.
 from experiments.data.config import AUGMENTATIONS
 from experiments.data.config import default_config
 from experiments.data.pipeline import check_batch
+from experiments.data.pipeline import eval_image_shapes
 from experiments.data.pipeline import get_info
 from experiments.data.pipeline import iterate
 from experiments.data.pipeline import make_eval_iterator
@@ -23,6 +24,7 @@ from experiments.data.prefetch import prefetch_to_device
 from experiments.data.source import DatasetInfo
 
 __all__ = [
-    'AUGMENTATIONS', 'DatasetInfo', 'check_batch', 'default_config', 'get_info', 'iterate',
+    'AUGMENTATIONS', 'DatasetInfo', 'check_batch', 'default_config', 'eval_image_shapes',
+    'get_info', 'iterate',
     'make_eval_iterator', 'make_train_iterator', 'measure_throughput', 'prefetch_to_device',
 ]

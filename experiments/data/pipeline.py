@@ -211,6 +211,17 @@ class _ArrayEvalIterable:
     return arrays.padded_batches(self._pipe, **self._kw)
 
 
+def eval_image_shapes(cfg: ml_collections.ConfigDict) -> list[tuple[int, int, int]]:
+  """Eval image shapes other than the train shape (a sample when they vary), to check early.
+
+  Dense data evaluates on its own canvas (`seg.eval_size`, or per-batch
+  canvases with `seg.eval_scale`); classification evaluates at the train shape.
+  """
+  if seg_pipeline.is_segmentation(cfg):
+    return seg_pipeline.eval_image_shapes(cfg)
+  return []
+
+
 def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,
                        num_local_devices: int = 1, process_index: int = 0,
                        process_count: int = 1) -> Iterable[Batch]:

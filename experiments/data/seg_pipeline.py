@@ -3,7 +3,8 @@
     cfg.name = 'shapes' | 'segfolder:PATH' | 'scene_parse150'   (TFDS, ADE20K)
     cfg.augment = 'seg' (the mmseg train pipeline, `seg_augment.py`) | 'none'
     cfg.seg = ConfigDict(num_classes, reduce_zero_label, scale, ratio_range,
-                         cat_max_ratio, flip, photometric, pad, eval_size)
+                         cat_max_ratio, flip, photometric, pad, eval_size,
+                         eval_scale, eval_label_size)
 
 Batches: train `image=float32[D, B/D, S, S, 3]`, `label=int32[D, B/D, S, S]`
 (S = `image_size`, the crop; 255 = ignore). Eval batches are scored at the
@@ -22,6 +23,13 @@ so every host builds the same shapes). Eval batches hold
 and `label_size=int32[D, B/D, 2]` (the original `(H, W)`); the segmentation
 task resizes the `h×w` logits block to `H×W` before scoring. Padded
 examples are all-255.
+
+`seg.eval_scale = (long, short)` resizes eval images as mmseg's test
+pipeline does instead (`Resize(scale, keep_ratio=True)`, ADE20K
+(2048, 512): short side 512 unless the long side would pass 2048); the image
+canvas is then per batch, the largest resized image rounded up to a
+multiple of 128 (one forward compile per canvas; single process only), and
+so is the label canvas unless `eval_label_size` is set.
 
 Labels: `reduce_zero_label` (ADE20K) maps 0 (“other”) to 255 and c to c − 1;
 afterwards every value must be in [0, num_classes) or 255, else a
@@ -55,8 +63,8 @@ rescale) None = (S, S); ratio_range (0.5, 2.0); cat_max_ratio 0.75; flip
 and photometric True; pad True (a crop side longer than the rescaled image
 is cut to it and the result padded to the crop after the photometric step,
 image with the mean, mask with 255; with False such a crop is an error);
-eval_size None (= S); eval_label_size None (per-batch label canvas, see
-above).
+eval_size None (= S); eval_scale None (fit into eval_size); eval_label_size
+None (per-batch label canvas, see above).
 """
 from __future__ import annotations
 
@@ -79,7 +87,8 @@ AUGMENTATIONS = ('none', 'seg')
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SEG_DEFAULTS = dict(num_classes=None, reduce_zero_label=False, scale=None,
                     ratio_range=(0.5, 2.0), cat_max_ratio=0.75, flip=True, photometric=True,
-                    pad=True, eval_size=None, eval_label_size=None)
+                    pad=True, eval_size=None, eval_scale=None, eval_label_size=None)
+EVAL_CANVAS_MULTIPLE = 128  # per-batch canvases with eval_scale: few distinct shapes
 IGNORE = seg_aug.IGNORE_LABEL
 
 
@@ -126,6 +135,9 @@ def seg_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
   for key in ('eval_size', 'eval_label_size'):
     if opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
       raise ValueError(f'data.seg.{key}={opts[key]!r}; must be a positive int or None')
+  scale = opts['eval_scale']
+  if scale is not None and (len(scale) != 2 or min(scale) < 1):
+    raise ValueError(f'data.seg.eval_scale={scale!r}; must be None or (long, short) sides >= 1')
   return opts
 
 
@@ -202,16 +214,13 @@ class _Transform:
       x = seg_aug.photometric_distortion(x, rng)
     return seg_aug.pad_to(x, y, (s, s), self.mean)
 
-  def eval(self, image, mask, name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """`(E×E canvas image, original labels, (h, w) of the image in the canvas)`."""
-    e = self.eval_size
+  def eval(self, image, mask, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(resized image, original labels)`: fitted into E×E, or mmseg-rescaled to eval_scale."""
     x, y = self._check(image, mask, name)
-    x = self._fit(x, e)
-    hw = x.shape[:2]
-    canvas = np.empty((e, e, x.shape[-1]), np.float32)
-    canvas[...] = self.mean  # 0 after normalization
-    canvas[:hw[0], :hw[1]] = x
-    return canvas, y, hw
+    scale = self.opts['eval_scale']
+    if scale is None:
+      return self._fit(x, self.eval_size), y
+    return seg_aug.resize_image(x, seg_aug.rescale_size(x.shape, scale)), y
 
   def normalize(self, x: np.ndarray) -> np.ndarray:
     out = np.subtract(x, self.mean, dtype=np.float32)
@@ -308,6 +317,11 @@ class _EvalIterable:
     self._cfg, self._t, self._local, self._d = cfg, transform, local_batch, num_local_devices
     self._pi, self._pc = process_index, process_count
     self._label_size = transform.opts['eval_label_size']
+    if process_count > 1 and transform.opts['eval_scale'] is not None:
+      raise ValueError(f'data.seg.eval_scale={tuple(transform.opts["eval_scale"])!r} gives '
+                       f'every batch its own image canvas, which {process_count} processes '
+                       'evaluating in lockstep cannot share; use eval_scale=None (images fitted '
+                       'into data.seg.eval_size)')
     if process_count > 1 and self._label_size is None:
       raise ValueError(f'{process_count} processes evaluate in lockstep and need the same '
                        'label canvas: set data.seg.eval_label_size to the largest label side '
@@ -331,6 +345,14 @@ class _EvalIterable:
     for i in range(self._lo, self._hi):
       yield self._data.images[i], self._data.masks[i], self._data.names[i]
 
+  def _round_up(self, sizes: list[tuple[int, ...]]) -> tuple[int, int]:
+    """The largest of `sizes` rounded up to the canvas multiple."""
+    if self._t.opts['eval_scale'] is not None:
+      g = EVAL_CANVAS_MULTIPLE
+    else:
+      g = max(self._t.eval_size // 2, 1)
+    return tuple(-(-max(hw[a] for hw in sizes) // g) * g for a in (0, 1))  # type: ignore
+
   def _label_canvas(self, ys: list[np.ndarray], names: list[str]) -> tuple[int, int]:
     if self._label_size is not None:
       side = self._label_size
@@ -340,36 +362,50 @@ class _EvalIterable:
                            f'data.seg.eval_label_size={side}; raise it to at least '
                            f'{max(y.shape)}')
       return side, side
-    g = max(self._t.eval_size // 2, 1)
-    return tuple(-(-max(y.shape[a] for y in ys) // g) * g for a in (0, 1))  # type: ignore
+    return self._round_up([y.shape for y in ys])
 
   def __iter__(self) -> Iterator[Batch]:
     e, d, local = self._t.eval_size, self._d, self._local
+    per_batch = self._t.opts['eval_scale'] is not None
     it = self._examples()
     for _ in range(self._len):
-      xs, ys, hws, names = [], [], [], []
+      xs, ys, names = [], [], []
       for image, mask, name in itertools.islice(it, local):
-        x, y, hw = self._t.eval(image, mask, name)
+        x, y = self._t.eval(image, mask, name)
         xs.append(x)
         ys.append(y)
-        hws.append(hw)
         names.append(name)
       real = len(xs)
+      ch, cw = self._round_up([x.shape for x in xs]) if per_batch and xs else (e, e)
       canvas = self._label_canvas(ys, names) if ys else (e, e)
       labels = np.full((local, *canvas), IGNORE, np.int32)
-      for i, y in enumerate(ys):
+      image = np.empty((local, ch, cw, 3), np.float32)
+      image[...] = self._t.mean  # 0 once normalized, as mmseg pads
+      for i, (x, y) in enumerate(zip(xs, ys)):
         labels[i, :y.shape[0], :y.shape[1]] = y
-      image = np.zeros((local, e, e, 3), np.float32)
-      image[:real] = self._t.normalize(np.stack(xs)) if xs else 0.0
+        image[i, :x.shape[0], :x.shape[1]] = x
+      image = self._t.normalize(image)
       image_size = np.ones((local, 2), np.int32)
       label_size = np.ones((local, 2), np.int32)
-      image_size[:real] = hws
+      image_size[:real] = [x.shape[:2] for x in xs]
       label_size[:real] = [y.shape for y in ys]
       valid = np.arange(local) < real
       yield {'image': arrays.to_devices(image, d), 'label': arrays.to_devices(labels, d),
              'mask': arrays.to_devices(valid, d),
              'image_size': arrays.to_devices(image_size, d),
              'label_size': arrays.to_devices(label_size, d)}
+
+
+def eval_image_shapes(cfg: ml_collections.ConfigDict) -> list[tuple[int, int, int]]:
+  """The eval canvas `(E, E, 3)`, or with `eval_scale` two sample canvases (square, oblong)."""
+  opts = seg_options(cfg)
+  scale = opts['eval_scale']
+  if scale is None:
+    e = int(opts['eval_size'] or cfg.image_size)
+    return [(e, e, 3)]
+  g = EVAL_CANVAS_MULTIPLE
+  short = -(-min(scale) // g) * g
+  return [(short, short, 3), (short, short + g, 3)]
 
 
 def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,

@@ -114,12 +114,41 @@ def _numpy_confusion(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
   return np.bincount(labels[keep] * _K + preds[keep], minlength=_K * _K).reshape(_K, _K)
 
 
-@pytest.mark.parametrize('eval_mode', ['whole', 'slide'])
+def test_eval_scale_resizes_as_mmseg_test_pipeline_on_per_batch_canvases(mixed_folder):
+  cfg = _data_cfg(mixed_folder, eval_scale=(80, 40))
+  assert data.eval_image_shapes(cfg) == [(128, 128, 3), (128, 256, 3)]
+  first, second = list(data.make_eval_iterator(cfg, 4, 2))
+  # mmseg Resize(scale=(80, 40), keep_ratio=True): f = min(80 / long, 40 / short).
+  sizes = [(48, 40), (27, 80), (40, 40), (40, 54)]
+  assert first['image_size'].reshape(-1, 2).tolist() == [list(s) for s in sizes]
+  assert first['image'].shape == (2, 2, 128, 128, 3)  # largest (48, 80) rounded up to 128
+  assert second['image_size'].reshape(-1, 2)[0].tolist() == [80, 38]
+  image = first['image'].reshape(4, 128, 128, 3)
+  assert (image[1, 27:] == 0).all() and (image[0, :, 40:] == 0).all()  # normalized padding
+  np.testing.assert_array_equal(second['label'].reshape(4, 128, 128)[0, :64, :30], np.asarray(
+      Image.open(mixed_folder / 'annotations' / 'val' / '4.png')))
+  with pytest.raises(ValueError, match=r'eval_scale=\(80, 40\) gives every batch its own'):
+    data.make_eval_iterator(cfg, 4, 2, process_index=0, process_count=2)
+  with pytest.raises(ValueError, match=r'data.seg.eval_scale=\(0, 40\); must be None or'):
+    data.make_eval_iterator(_data_cfg(mixed_folder, eval_scale=(0, 40)), 4, 2)
+
+
+def test_build_rejects_a_backbone_that_cannot_take_eval_scale_canvases(mixed_folder):
+  c = segformer_shapes.get_config()
+  c.model.overrides = ml_collections.ConfigDict(dict(backbone='pvt_tiny', img_size=32))
+  c.data = _data_cfg(mixed_folder, eval_scale=(80, 40))
+  with pytest.raises(ValueError, match=r"cannot evaluate \(128, 128, 3\) images "
+                     r'\(data.seg.eval_size / data.seg.eval_scale canvases\)'):
+    train.build(c, devices=jax.local_devices()[:2])
+
+
+@pytest.mark.parametrize('eval_mode', ['whole', 'slide', 'whole_scale'])
 def test_trainer_eval_equals_torch_postprocess_at_label_resolution(mixed_folder, eval_mode):
   c = segformer_shapes.get_config()
   c.model.overrides = ml_collections.ConfigDict(_SMALL)
-  e = 32 if eval_mode == 'whole' else 48  # slide: 32x32 windows at rows/cols 0 and 16
-  c.data = _data_cfg(mixed_folder, eval_size=e)
+  e = 48 if eval_mode == 'slide' else 32  # slide: 32x32 windows at rows/cols 0 and 16
+  seg = dict(eval_scale=(80, 40)) if eval_mode == 'whole_scale' else {}
+  c.data = _data_cfg(mixed_folder, eval_size=e, **seg)
   c.batch_size, c.eval_batch_size = 2, 4
   if eval_mode == 'slide':
     c.task_options = ml_collections.ConfigDict(dict(eval_mode='slide', crop=(32, 32),
@@ -137,9 +166,9 @@ def test_trainer_eval_equals_torch_postprocess_at_label_resolution(mixed_folder,
 
   confusion = np.zeros((_K, _K), np.int64)
   for batch in batches:
-    images = batch['image'].reshape(-1, e, e, 3)
-    if eval_mode == 'whole':
-      canvas = [_torch_resize(z, (e, e)) for z in np.asarray(apply(images))]
+    images = batch['image'].reshape(-1, *batch['image'].shape[-3:])
+    if eval_mode != 'slide':
+      canvas = [_torch_resize(z, images.shape[1:3]) for z in np.asarray(apply(images))]
     else:
       canvas = np.zeros((len(images), e, e, _K), np.float32)
       count = np.zeros((e, e, 1), np.float32)
