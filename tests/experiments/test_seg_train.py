@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from experiments import data
 from experiments import metrics as metrics_lib
 from experiments import train
 from experiments.configs import segformer_ade20k
@@ -94,3 +95,18 @@ def test_full_configs_build():
   assert train.build(pvt).module.backbone is not None
   with pytest.raises(ValueError, match='variant'):
     segformer_ade20k.get_config('variant=b9')
+
+
+def test_ade20k_eval_batches_follow_mmseg_test_resize():
+  """The full config's eval: short side to 512 (long ≤ 2048), original labels kept."""
+  c = segformer_ade20k.get_config()
+  assert tuple(c.data.seg.eval_scale) == (2048, 512)
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_dataset_fn=_fake_ade):
+    batch = next(iter(data.make_eval_iterator(c.data, 8, 1)))
+  hw, lab = batch['image_size'][0], batch['label_size'][0]
+  for (h, w), (hh, ww) in zip(hw, lab):
+    f = min(2048 / max(hh, ww), 512 / min(hh, ww))
+    assert (h, w) == (int(hh * f + 0.5), int(ww * f + 0.5)) and min(h, w) == 512
+  assert batch['image'].shape[2:4] == tuple(-(-hw.max(0) // 128) * 128)
+  assert batch['label'].shape[2:] == tuple(-(-lab.max(0) // 128) * 128)
+  assert batch['mask'].all() and (lab >= 24).all() and (lab < 48).all()
