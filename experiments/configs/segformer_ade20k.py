@@ -16,6 +16,9 @@ ADEChallengeData2016 with `--config.data.train_split=training
 `segformer_mit-b0_8xb2-160k_ade20k-512x512`): 512×512 crops, random
 rescale of the (2048, 512) scale by 0.5–2.0, cat_max_ratio 0.75, flip,
 photometric distortion; reduce_zero_label (class 0 “other” ignored);
+pixel cross-entropy averaged over every pixel of the batch, ignored ones
+counting 0 (mmseg's `avg_non_ignore=False` default: `task_options.loss_average
+= 'all'`);
 AdamW lr 6e-5, weight decay 0.01, betas (0.9, 0.999), linear warmup 1500
 iterations, then poly decay with power 1 to 0 over 160k iterations; global
 batch 16; single-scale evaluation as mmseg's test pipeline: each image
@@ -58,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'variant={args.variant!r}; valid: {", ".join(VARIANTS)}')
   c = common.base_config()
   c.task = 'segmentation'
-  c.task_options = ml_collections.ConfigDict(dict(eval_mode='whole'))
+  c.task_options = ml_collections.ConfigDict(dict(eval_mode='whole', loss_average='all'))
   c.model.name = f'segformer_{args.variant}'
   c.model.overrides = ml_collections.ConfigDict()
   crop = 512

@@ -7,12 +7,22 @@ SegFormer (Xie et al., 2021) and mmseg compute the loss on the decoder's
     ℓ_b = (1 / |V_b|) Σ_{(i,j) ∈ V_b} −log softmax(up(z_b))[i, j, y_b[i, j]],
     V_b = {(i, j): y_b[i, j] ≠ 255}
 
-one value per image (the trainer averages images). mmseg averages over all
-valid pixels of the batch instead; the two agree when every image has the
-same number of valid pixels (always, on `shapes` and on ADE20K crops
-without ignored pixels). An image with no valid pixel has loss 0.
+one value per image (the trainer averages images): `average='valid'`. mmseg
+averages over all valid pixels of the batch instead (`avg_non_ignore=True`);
+the two agree when every image has the same number of valid pixels (always
+on `shapes`). With `average='all'` the denominator is every pixel, H·W,
+ignored ones counting as zero loss:
+
+    ℓ_b = (1 / (H W)) Σ_{(i,j) ∈ V_b} −log softmax(up(z_b))[i, j, y_b[i, j]]
+
+so the trainer's mean over images is exactly the mean over every pixel of
+the batch, mmseg's default `CrossEntropyLoss(avg_non_ignore=False)` (mmseg
+0.x, the SegFormer paper's code, and 1.x), which the ADE20K config uses. An
+image with no valid pixel has loss 0.
 """
 from __future__ import annotations
+
+import math
 
 import chex
 import jax
@@ -23,19 +33,29 @@ from experiments.segmentation import inference
 from experiments.segmentation.metrics import IGNORE_LABEL
 
 
+AVERAGES = ('valid', 'all')
+
+
 def pixel_cross_entropy(logits: jax.Array, labels: jax.Array,
-                        ignore_label: int = IGNORE_LABEL) -> jax.Array:
-  """Per-image mean cross-entropy `[B]` over non-ignored pixels (see module docstring).
+                        ignore_label: int = IGNORE_LABEL, average: str = 'valid') -> jax.Array:
+  """Per-image cross-entropy `[B]` (see module docstring).
 
   Args:
     logits: `[B, h, w, K]` (any resolution; resized to the labels' `H, W`).
     labels: int `[B, H, W]` in [0, K) or `ignore_label`.
+    ignore_label: label value with no loss.
+    average: 'valid' (mean over the image's non-ignored pixels) or 'all'
+      (sum over them divided by every pixel of the image, mmseg's default).
   """
   chex.assert_rank(labels, logits.ndim - 1)
+  if average not in AVERAGES:
+    raise ValueError(f'average={average!r}; valid: {", ".join(AVERAGES)}')
   logits = inference.resize_logits(logits, labels.shape[1:])
   valid = labels != ignore_label
   safe = jnp.where(valid, labels, 0).astype(jnp.int32)
   xent = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe)
   axes = tuple(range(1, labels.ndim))
-  count = jnp.sum(valid, axis=axes)
-  return jnp.sum(jnp.where(valid, xent, 0.0), axis=axes) / jnp.maximum(count, 1)
+  total = jnp.sum(jnp.where(valid, xent, 0.0), axis=axes)
+  if average == 'all':
+    return total / math.prod(labels.shape[1:])
+  return total / jnp.maximum(jnp.sum(valid, axis=axes), 1)

@@ -42,6 +42,9 @@ class Segmentation:
     loss: only 'softmax_xent' (pixel-wise).
     label_smoothing: must be 0 (not used by SegFormer).
     ignore_label: label value excluded from loss and metrics.
+    loss_average: per-image loss over its 'valid' pixels, or over 'all' pixels
+      (ignored ones as 0; mmseg's default, `losses.py`). `val/loss` is always
+      the per-image mean over valid pixels.
     eval_mode: 'whole' or 'slide'.
     crop, stride: sliding-window size and stride `(h, w)` for 'slide'.
   """
@@ -49,6 +52,7 @@ class Segmentation:
   loss: str = 'softmax_xent'
   label_smoothing: float = 0.0
   ignore_label: int = seg_metrics.IGNORE_LABEL
+  loss_average: str = 'valid'
   eval_mode: str = 'whole'
   crop: Optional[Sequence[int]] = None
   stride: Optional[Sequence[int]] = None
@@ -61,6 +65,9 @@ class Segmentation:
     if self.num_classes < 1 or 0 <= self.ignore_label < self.num_classes:
       raise ValueError(f'num_classes={self.num_classes}, ignore_label={self.ignore_label}: '
                        'need num_classes >= 1 and an ignore label outside [0, num_classes)')
+    if self.loss_average not in seg_losses.AVERAGES:
+      raise ValueError(f'loss_average={self.loss_average!r}; valid: '
+                       f'{", ".join(seg_losses.AVERAGES)}')
     if self.eval_mode not in EVAL_MODES:
       raise ValueError(f'eval_mode={self.eval_mode!r}; valid: {", ".join(EVAL_MODES)}')
     if self.eval_mode == 'slide' and (self.crop is None or self.stride is None):
@@ -71,7 +78,7 @@ class Segmentation:
     return inference.resize_logits(logits, labels.shape[1:]) if labels.ndim > 1 else logits
 
   def losses(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return seg_losses.pixel_cross_entropy(logits, labels, self.ignore_label)
+    return seg_losses.pixel_cross_entropy(logits, labels, self.ignore_label, self.loss_average)
 
   def train_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     pred = jnp.argmax(self._at_label_size(logits, labels), axis=-1)

@@ -75,6 +75,13 @@ def test_pixel_loss_matches_torch_interpolate_and_ignore_index():
   theirs = [F.cross_entropy(up[i:i + 1], torch.from_numpy(labels[i:i + 1]), ignore_index=255)
             .item() for i in range(2)]
   np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+  # mmseg's default (avg_non_ignore=False): every pixel of the batch in the denominator.
+  mmseg = F.cross_entropy(up, torch.from_numpy(labels), ignore_index=255, reduction='none').mean()
+  per_image = losses.pixel_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), average='all')
+  np.testing.assert_allclose(float(jnp.mean(per_image)), mmseg.item(), rtol=1e-5)
+  assert float(per_image[0]) < theirs[0]  # 30 of 480 pixels ignored: a smaller mean
+  with pytest.raises(ValueError, match="average='pixels'; valid: valid, all"):
+    losses.pixel_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), average='pixels')
 
 
 def _pointwise(images):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from experiments import data
 from experiments import metrics as metrics_lib
+from experiments import tasks
 from experiments import train
 from experiments.configs import segformer_ade20k
 from experiments.configs import segformer_shapes
@@ -101,6 +102,10 @@ def test_ade20k_eval_batches_follow_mmseg_test_resize():
   """The full config's eval: short side to 512 (long ≤ 2048), original labels kept."""
   c = segformer_ade20k.get_config()
   assert tuple(c.data.seg.eval_scale) == (2048, 512)
+  assert tasks.create('segmentation', num_classes=150,
+                      **c.task_options.to_dict()).loss_average == 'all'
+  with pytest.raises(ValueError, match="loss_average='mean'; valid: valid, all"):
+    tasks.create('segmentation', num_classes=150, loss_average='mean')
   with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_dataset_fn=_fake_ade):
     batch = next(iter(data.make_eval_iterator(c.data, 8, 1)))
   hw, lab = batch['image_size'][0], batch['label_size'][0]
