@@ -299,6 +299,8 @@ def model_overrides(config: ml_collections.ConfigDict, info: data_lib.DatasetInf
       overrides[key] = value
   if config.dtype != 'float32' and 'dtype' in fields:
     overrides['dtype'] = DTYPES[config.dtype]
+  if config.get('sync_batch_norm', True) and 'bn_axis_name' in fields:
+    overrides.setdefault('bn_axis_name', AXIS)  # SyncBN: statistics of the global batch
   if config.full_batch and 'drop_rate' in fields:
     overrides.setdefault('drop_rate', 0.0)  # full batch is deterministic
   if config.full_batch and 'drop_path_rate' in fields:

@@ -22,7 +22,7 @@ Defaults fit scikit-learn's 8×8 grey digits with 10 classes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -82,9 +82,11 @@ def _check_common(model: Any) -> None:
     raise ValueError(f'weight_init={model.weight_init!r} is unknown; valid: {", ".join(INITS)}.')
 
 
-def _batchnorm(train: bool, dtype: Dtype, name: str) -> nn.BatchNorm:
+def _batchnorm(train: bool, dtype: Dtype, name: str, axis_name: Optional[str] = None
+               ) -> nn.BatchNorm:
+  """BatchNorm; with `axis_name` the batch statistics are over every device (SyncBN)."""
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, name=name)
+                      dtype=dtype, axis_name=axis_name, name=name)
 
 
 class LinearClassifier(nn.Module):
@@ -154,6 +156,7 @@ class MLP(nn.Module):
   activation: str = 'relu'
   maxout_pieces: int = 2
   batchnorm: bool = False
+  bn_axis_name: Optional[str] = None  # pmap axis for cross-device BatchNorm statistics
 
   def validate(self) -> None:
     _check_common(self)
@@ -177,7 +180,7 @@ class MLP(nn.Module):
       x = nn.Dense(self.width * pieces, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                    name=f'fc{i}')(x)
       if self.batchnorm:
-        x = _batchnorm(train, self.dtype, f'bn{i}')(x)
+        x = _batchnorm(train, self.dtype, f'bn{i}', self.bn_axis_name)(x)
       x = Activation(self.activation, pieces, name=f'act{i}')(x)
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
@@ -212,6 +215,7 @@ class ConvNet(nn.Module):
   pool_stride: int = 2
   fc_widths: Sequence[int] = (128,)
   batchnorm: bool = False
+  bn_axis_name: Optional[str] = None  # pmap axis for cross-device BatchNorm statistics
 
   def feature_sizes(self) -> list[tuple[int, int]]:
     """(H, W) after each block, by (N − F + 2P)/S + 1; ValueError if a layer does not tile."""
@@ -255,7 +259,7 @@ class ConvNet(nn.Module):
                     dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                     name=f'conv{m}_{n}')(x)
         if self.batchnorm:
-          x = _batchnorm(train, self.dtype, f'bn{m}_{n}')(x)
+          x = _batchnorm(train, self.dtype, f'bn{m}_{n}', self.bn_axis_name)(x)
         x = nn.relu(x)
       if self.pool == 'max':
         x = nn.max_pool(x, window, strides)
@@ -266,7 +270,7 @@ class ConvNet(nn.Module):
       x = nn.Dense(width, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                    name=f'fc{k}')(x)
       if self.batchnorm:
-        x = _batchnorm(train, self.dtype, f'fc_bn{k}')(x)
+        x = _batchnorm(train, self.dtype, f'fc_bn{k}', self.bn_axis_name)(x)
       x = nn.relu(x)
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),

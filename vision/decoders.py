@@ -20,7 +20,7 @@ caller must pass `mutable=['batch_stats']` (and a 'dropout' rng).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import chex
 import flax.linen as nn
@@ -81,6 +81,8 @@ class AllMLPDecoder(nn.Module):
     drop_rate: dropout before the classifier (0.1 in the paper).
     bn_momentum: flax BatchNorm momentum (torch momentum 0.1 ↔ 0.9).
     bn_eps: BatchNorm eps.
+    bn_axis_name: pmap axis over which BatchNorm takes its batch statistics
+      (SyncBN, as SegFormer trains); None: each device's own batch.
     dtype: computation dtype.
   Parameters: `linear_c{i}` (i = 1…n), `linear_fuse` (no bias), `batch_norm`,
   `classifier`.
@@ -90,6 +92,7 @@ class AllMLPDecoder(nn.Module):
   drop_rate: float = 0.1
   bn_momentum: float = 0.9
   bn_eps: float = 1e-5
+  bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -113,7 +116,8 @@ class AllMLPDecoder(nn.Module):
     y = layers.Dense(self.embed_dim, use_bias=False, dtype=self.dtype,
                      kernel_init=pvt.trunc_normal_init, name='linear_fuse')(y)
     y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_eps, dtype=self.dtype, name='batch_norm')(y)
+                     epsilon=self.bn_eps, dtype=self.dtype, axis_name=self.bn_axis_name,
+                     name='batch_norm')(y)
     y = nn.relu(y)
     y = nn.Dropout(self.drop_rate)(y, deterministic=not train)
     logits = layers.Dense(self.num_classes, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,

@@ -51,6 +51,8 @@ class SegFormer(nn.Module):
     drop_path_rate: encoder stochastic depth (0.1 in the released configs).
     decoder_dim: decoder width C.
     decoder_drop_rate: dropout before the classifier.
+    bn_axis_name: the decoder's BatchNorm statistics over this pmap axis
+      (SyncBN, as mmseg trains SegFormer); None: per device.
     dtype: computation dtype (parameters stay float32).
     scan_blocks, remat: the encoder's (`vision.mit.MixTransformer`; a named
       `backbone` takes them too where it has them).
@@ -74,6 +76,7 @@ class SegFormer(nn.Module):
   drop_path_rate: float = 0.1
   decoder_dim: int = 256
   decoder_drop_rate: float = 0.1
+  bn_axis_name: Optional[str] = None
   dtype: Dtype = jnp.float32
   scan_blocks: bool = False
   remat: bool = False
@@ -124,7 +127,8 @@ class SegFormer(nn.Module):
       raise ValueError(f'SegFormer expects a 4-level pyramid from the backbone, got '
                        f'{len(features)} maps.')
     return decoders.AllMLPDecoder(self.num_classes, self.decoder_dim, self.decoder_drop_rate,
-                                  dtype=self.dtype, name='decode_head')(features, train=train)
+                                  bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                                  name='decode_head')(features, train=train)
 
 
 MODELS = {

@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = 'float32'
   c.accum_steps = 1
   c.full_batch = False
+  c.sync_batch_norm = True
   c.log_every = 50
   c.eval_every = 500
   c.checkpoint_every = 500

@@ -66,6 +66,9 @@ overrides any of them):
   accum_steps       gradient accumulation: micro-batches per step on each device.
   full_batch        whole training set every step, fixed order, no augmentation or
                     dropout (first- and second-order optimizers, e.g. L-BFGS).
+  sync_batch_norm   BatchNorm batch statistics over all devices (SyncBN, as mmseg
+                    trains SegFormer; a run does not depend on the device count);
+                    False: each device's shard (models with a bn_axis_name field).
   log_every, eval_every, checkpoint_every   cadence in steps (0: only at the end).
   keep_checkpoints  checkpoints kept (the last k).
   prefetch          batches transferred to the devices ahead of the step.

@@ -94,6 +94,21 @@ def test_eight_devices_match_one_device(tmp_path):
   assert curve(eight, 'train/loss')[-1] < curve(eight, 'train/loss')[0]
 
 
+def test_sync_batch_norm_makes_eight_devices_match_one(tmp_path):
+  """BatchNorm statistics over the global batch (SyncBN): 8 devices = 1 device; unsynced, not."""
+  bn = dict(depth=2, width=32, batchnorm=True)
+  config = tiny_config(total_steps=6, eval_every=6, checkpoint_every=0)
+  config.model.overrides = ml_collections.ConfigDict(bn)
+  assert train.build(config).module.bn_axis_name == train.AXIS
+  eight = run(config, tmp_path / 'eight')
+  one = run(config, tmp_path / 'one', devices=jax.local_devices()[:1])
+  for key in ('train/loss', 'grad_norm', 'val/loss'):
+    np.testing.assert_allclose(curve(eight, key), curve(one, key), atol=1e-5, err_msg=key)
+  config.sync_batch_norm = False
+  per_device = run(config, tmp_path / 'per_device')
+  assert np.abs(curve(per_device, 'train/loss') - curve(one, 'train/loss')).max() > 1e-3
+
+
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
   base = run(tiny_config(total_steps=4, eval_every=0, checkpoint_every=0), tmp_path / 'a')
   accum = run(tiny_config(total_steps=4, eval_every=0, checkpoint_every=0, accum_steps=4),
