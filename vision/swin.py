@@ -175,6 +175,46 @@ class WindowAttention(nn.Module):
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
 
+def _swin_block(m: nn.Module, x: jax.Array, shifted: Any, rate: Any,
+                deterministic: bool) -> jax.Array:
+  """The block's math inside `m`'s compact method (see `SwinBlock`).
+
+  `shifted` and `rate` are Python values (static roll) or traced scalars
+  (one entry of a scanned stage: the roll is dynamic and the mask is
+  multiplied by the flag, so shifted and plain blocks share one body).
+  """
+  b, h, w, c = x.shape
+  window, shift = window_and_shift((h, w), m.window_size)
+  static = isinstance(shifted, (bool, int))
+  if static and not shifted:
+    shift = 0
+  pad_h, pad_w = (-h) % window, (-w) % window
+
+  y = nn.LayerNorm(_LN_EPS, dtype=m.dtype, name='norm1')(x)
+  y = jnp.pad(y, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+  hp, wp = h + pad_h, w + pad_w
+  mask = None
+  if shift:
+    amount = shift if static else shift * jnp.asarray(shifted, jnp.int32)
+    y = jnp.roll(y, (-amount, -amount), axis=(1, 2))
+    mask = jnp.asarray(shifted_window_mask(hp, wp, window, shift))
+    if not static:
+      mask = mask * jnp.asarray(shifted, mask.dtype)
+  y = window_partition(y, window)
+  y = WindowAttention(m.num_heads, m.window_size, m.drop_rate, m.dtype,
+                      m.relative_position_bias, name='attn')(y, window, mask, deterministic)
+  y = window_reverse(y, window, hp, wp)
+  if shift:
+    y = jnp.roll(y, (amount, amount), axis=(1, 2))
+  y = y[:, :h, :w]
+  x = x + layers.drop_path(m, y, rate, deterministic)
+
+  y = nn.LayerNorm(_LN_EPS, dtype=m.dtype, name='norm2')(x)
+  y = layers.Mlp(int(c * m.mlp_ratio), drop_rate=m.drop_rate, dtype=m.dtype,
+                 name='mlp')(y, deterministic)
+  return x + layers.drop_path(m, y, rate, deterministic)
+
+
 class SwinBlock(nn.Module):
   """One Swin block: (S)W-MSA and MLP, each pre-norm with a residual."""
   num_heads: int
@@ -189,33 +229,22 @@ class SwinBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
     """x: [B, H, W, C] → [B, H, W, C]."""
-    b, h, w, c = x.shape
-    window, shift = window_and_shift((h, w), self.window_size)
-    if not self.shifted:
-      shift = 0
-    pad_h, pad_w = (-h) % window, (-w) % window
+    return _swin_block(self, x, self.shifted, self.drop_path, deterministic)
 
-    y = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm1')(x)
-    y = jnp.pad(y, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-    hp, wp = h + pad_h, w + pad_w
-    mask = None
-    if shift:
-      y = jnp.roll(y, (-shift, -shift), axis=(1, 2))
-      mask = shifted_window_mask(hp, wp, window, shift)
-    y = window_partition(y, window)
-    y = WindowAttention(self.num_heads, self.window_size, self.drop_rate, self.dtype,
-                        self.relative_position_bias, name='attn')(y, window, mask, deterministic)
-    y = window_reverse(y, window, hp, wp)
-    if shift:
-      y = jnp.roll(y, (shift, shift), axis=(1, 2))
-    y = y[:, :h, :w]
-    drop_path = layers.DropPath(self.drop_path)
-    x = x + drop_path(y, deterministic)
 
-    y = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm2')(x)
-    y = layers.Mlp(int(c * self.mlp_ratio), drop_rate=self.drop_rate, dtype=self.dtype,
-                   name='mlp')(y, deterministic)
-    return x + drop_path(y, deterministic)
+class ScannedSwinBlock(SwinBlock):
+  """`SwinBlock` in `layers.apply_blocks` form: `(x, (rate, shifted)) -> (x, None)`.
+
+  A stage scans one body over its blocks; per block it receives the
+  stochastic-depth rate and the shift flag (1.0 on odd blocks) as traced
+  values, so the variables are those of `SwinBlock` with a leading [depth] axis.
+  """
+  shifted: bool = False  # unused: the flag comes per block
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, per_block: jax.Array) -> tuple[jax.Array, None]:
+    return _swin_block(self, x, per_block[1] > 0.5, per_block[0], self.deterministic), None
 
 
 class PatchMerging(nn.Module):
@@ -253,6 +282,10 @@ class SwinTransformer(nn.Module):
     mlp_ratio: MLP hidden width / block width.
     remat: recompute each block's activations in the backward pass
       (`nn.remat`), trading compute for memory.
+    scan_blocks: run each stage's blocks as one `nn.scan` (`ScannedSwinBlock`;
+      variables `layers_{i}_blocks` with a leading [depth] axis instead of
+      `layers_{i}_blocks_{j}`; compile time flat in depth, e.g. Swin-L's
+      18-block stage). Same outputs as unrolled.
     shifted_windows: shift the windows by ⌊M/2⌋ on odd blocks (False: every
       block is W-MSA; the paper's "w/o shifting" ablation, Table 4).
     relative_position_bias: add the learned bias B to the attention scores.
@@ -272,6 +305,7 @@ class SwinTransformer(nn.Module):
   num_heads: Sequence[int] = (3, 6, 12, 24)
   mlp_ratio: float = 4.0
   remat: bool = False
+  scan_blocks: bool = False
   shifted_windows: bool = True
   relative_position_bias: bool = True
   absolute_pos_embed: bool = False
@@ -355,7 +389,17 @@ class SwinTransformer(nn.Module):
     features = []
     index = 0
     for i, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):
-      for j in range(depth):
+      if self.scan_blocks:
+        per_block = [(rates[index + j], float(self.shifted_windows and j % 2 == 1))
+                     for j in range(depth)]
+        kwargs = dict(num_heads=heads, window_size=self.window_size, mlp_ratio=self.mlp_ratio,
+                      drop_rate=self.drop_rate, dtype=self.dtype,
+                      relative_position_bias=self.relative_position_bias,
+                      deterministic=deterministic)
+        x = layers.apply_blocks(ScannedSwinBlock, kwargs, x, per_block, f'layers_{i}_blocks',
+                                scan=True, remat=self.remat)
+        index += depth
+      for j in range(0 if self.scan_blocks else depth):
         x = block_cls(heads, self.window_size, shifted=self.shifted_windows and j % 2 == 1,
                       mlp_ratio=self.mlp_ratio, drop_rate=self.drop_rate,
                       drop_path=rates[index], dtype=self.dtype,

@@ -254,6 +254,31 @@ def test_hf_parity_window_not_dividing_size(small_hf, small_loaded):
   np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
 
 
+def test_scan_blocks_loads_hf_and_matches_unrolled_logits_and_gradients(small_hf, small_loaded):
+  """Shifted and plain blocks share one scanned body (traced shift flag): same numbers."""
+  _, _, path, x, ref = small_hf
+  module, variables = small_loaded
+  scanned, stacked = vision.load_pretrained('swin_tiny_patch4_window7_224', path, **SMALL,
+                                            scan_blocks=True)
+  depth = SMALL['depths'][0]
+  assert stacked['params']['layers_0_blocks']['attn']['qkv']['kernel'].shape[0] == depth
+  x = jnp.asarray(x)
+  out = np.asarray(jax.jit(lambda v, x: scanned.apply(v, x))(stacked, x))
+  np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+  np.testing.assert_allclose(out, np.asarray(module.apply(variables, x)), atol=1e-5, rtol=0)
+  loss = lambda m: jax.jit(jax.grad(lambda p: m.apply({'params': p}, x).sum()))  # noqa: E731
+  g_unrolled, g_scanned = loss(module)(variables['params']), loss(scanned)(stacked['params'])
+  for j in range(depth):  # block 1 is the shifted one
+    np.testing.assert_allclose(
+        g_scanned['layers_0_blocks']['attn']['relative_position_bias_table'][j],
+        g_unrolled[f'layers_0_blocks_{j}']['attn']['relative_position_bias_table'],
+        atol=1e-5, rtol=0)
+  remat = vision.create_model('swin_tiny_patch4_window7_224', **SMALL, scan_blocks=True,
+                              remat=True, num_classes=SMALL_CLASSES)
+  np.testing.assert_allclose(np.asarray(jax.jit(lambda v, x: remat.apply(v, x))(stacked, x)),
+                             out, atol=1e-6, rtol=0)
+
+
 def test_hf_parity_four_stages_last_stage_equals_window(tmp_path):
   # 32 px / patch 2 → 16, 8, 4, 2 tokens a side with window 2: the last stage is
   # exactly one window, so its odd block is not shifted.
