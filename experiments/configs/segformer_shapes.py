@@ -12,15 +12,15 @@ whole-image eval at the label resolution. Model: `segformer_b0` from scratch
 (power 1; the paper's recipe uses 6e-5 with ImageNet-pretrained encoders;
 from scratch a higher rate is needed), batch 32, 800 steps (12.8 epochs).
 
-RESULT (measured 2026-12-02 on the 2-core development machine, idle, first
-command above): val/miou 0.8517 after 800 steps (pixel accuracy 0.946,
+RESULT (measured 2026-12-02 on the 2-core development machine, an AMD EPYC
+with AVX-512, idle, first command above): val/miou 0.8517 after 800 steps (pixel accuracy 0.946,
 mean class accuracy 0.929), the whole command taking 8 min 49 s wall
 (523 s in the loop: ~1.5 steps/s, 49 images/s, compile included); mIoU
 0.735 at step 200, 0.813 at 400, 0.846 at 600. With `--config.seed=1`:
 0.8471 in 9 min 15 s. (Before crops were padded as mmseg pads, with the
 normalized mean after the photometric step, padding was black and
-distorted, and the same command reached 0.8926; the padding is now
-faithful, the target is met either way.) Before the trainer unrolled its
+distorted, and the same command reached 0.8926 in 9 min 06 s on an earlier,
+faster host; the padding is now faithful, the target is met either way.) Before the trainer unrolled its
 micro-batch loop on CPU a step took ~18 s (XLA:CPU's slow convolutions
 inside loop bodies, jax-ml/jax#12868) and this run could not finish in time.
 """
