@@ -134,15 +134,6 @@ def drop_path(module: nn.Module, x: jax.Array, rate: Any, deterministic: bool) -
   return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros((), x.dtype))
 
 
-class DropPath(nn.Module):
-  """`drop_path` with a fixed rate, as a module."""
-  rate: float = 0.0
-
-  @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-    return drop_path(self, x, self.rate, deterministic)
-
-
 def apply_blocks(block_cls: type[nn.Module], kwargs: dict[str, Any], x: jax.Array,
                  rates: Sequence[float], name: str, scan: bool = False,
                  remat: bool = False) -> jax.Array:

@@ -398,14 +398,14 @@ class SwinTransformer(nn.Module):
                       deterministic=deterministic)
         x = layers.apply_blocks(ScannedSwinBlock, kwargs, x, per_block, f'layers_{i}_blocks',
                                 scan=True, remat=self.remat)
-        index += depth
-      for j in range(0 if self.scan_blocks else depth):
-        x = block_cls(heads, self.window_size, shifted=self.shifted_windows and j % 2 == 1,
-                      mlp_ratio=self.mlp_ratio, drop_rate=self.drop_rate,
-                      drop_path=rates[index], dtype=self.dtype,
-                      relative_position_bias=self.relative_position_bias,
-                      name=f'layers_{i}_blocks_{j}')(x, deterministic)
-        index += 1
+      else:
+        for j in range(depth):
+          x = block_cls(heads, self.window_size, shifted=self.shifted_windows and j % 2 == 1,
+                        mlp_ratio=self.mlp_ratio, drop_rate=self.drop_rate,
+                        drop_path=rates[index + j], dtype=self.dtype,
+                        relative_position_bias=self.relative_position_bias,
+                        name=f'layers_{i}_blocks_{j}')(x, deterministic)
+      index += depth
       if features_only:
         features.append(nn.LayerNorm(_LN_EPS, dtype=self.dtype, name=f'feature_norms_{i}')(x))
       if i < len(self.depths) - 1:
