@@ -542,6 +542,12 @@ def evaluate(eval_step: EvalStep, params, model_state, eval_batches, task, devic
 # Build: validate the config and assemble the pieces (no side effects).
 # ---------------------------------------------------------------------------
 
+def _first_line(e: Exception) -> str:
+  """The first line of an exception's message (its type name when empty)."""
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
 def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None) -> Setup:
   """Checks `config` against the data, model and optimizer; raises ValueError when it cannot run.
 
@@ -585,9 +591,8 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
     shapes = jax.eval_shape(_init_fn(module, info.image_shape, DTYPES[config.dtype]),
                             jax.random.PRNGKey(0))
   except Exception as e:  # pylint: disable=broad-except
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise ValueError(f'model {config.model.name!r} cannot take {info.image_shape} images '
-                     f'(data.image_size={config.data.image_size}): {first}') from e
+                     f'(data.image_size={config.data.image_size}): {_first_line(e)}') from e
   out = jax.eval_shape(lambda v: module.apply(v, jnp.zeros((1, *info.image_shape)), train=False),
                        shapes)
   for shape in data_lib.eval_image_shapes(config.data):
@@ -596,10 +601,9 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
     try:
       jax.eval_shape(lambda v, s=shape: module.apply(v, jnp.zeros((1, *s)), train=False), shapes)
     except Exception as e:  # pylint: disable=broad-except
-      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise ValueError(f'model {config.model.name!r} cannot evaluate {tuple(shape)} images '
                        '(data.seg.eval_size / data.seg.eval_scale canvases): '
-                       f'{first}') from e
+                       f'{_first_line(e)}') from e
   if config.optimizer.get('lr_mult'):
     lr_multipliers(shapes['params'], config.optimizer.to_dict()['lr_mult'])  # match the model
   if config.optimizer.get('no_decay'):
