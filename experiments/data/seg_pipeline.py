@@ -92,6 +92,11 @@ EVAL_CANVAS_MULTIPLE = 128  # per-batch canvases with eval_scale: few distinct s
 IGNORE = seg_aug.IGNORE_LABEL
 
 
+def _ceil_to(n: int, multiple: int) -> int:
+  """n rounded up to a multiple of `multiple` (canvas sides)."""
+  return -(-n // multiple) * multiple
+
+
 def _tfds_base(name: str) -> str:
   return name.split(':')[0].split('/')[0]
 
@@ -351,7 +356,7 @@ class _EvalIterable:
       g = EVAL_CANVAS_MULTIPLE
     else:
       g = max(self._t.eval_size // 2, 1)
-    return tuple(-(-max(hw[a] for hw in sizes) // g) * g for a in (0, 1))  # type: ignore
+    return tuple(_ceil_to(max(hw[a] for hw in sizes), g) for a in (0, 1))  # type: ignore
 
   def _label_canvas(self, ys: list[np.ndarray], names: list[str]) -> tuple[int, int]:
     if self._label_size is not None:
@@ -403,9 +408,8 @@ def eval_image_shapes(cfg: ml_collections.ConfigDict) -> list[tuple[int, int, in
   if scale is None:
     e = int(opts['eval_size'] or cfg.image_size)
     return [(e, e, 3)]
-  g = EVAL_CANVAS_MULTIPLE
-  short = -(-min(scale) // g) * g
-  return [(short, short, 3), (short, short + g, 3)]
+  short = _ceil_to(min(scale), EVAL_CANVAS_MULTIPLE)
+  return [(short, short, 3), (short, short + EVAL_CANVAS_MULTIPLE, 3)]
 
 
 def make_eval_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int,
