@@ -12,8 +12,13 @@ train step vs HuggingFace).
 """
 from __future__ import annotations
 
+if __name__ == '__main__':
+  from experiments import malloc_tuning  # first: it may re-execute the process
+  malloc_tuning.reexec_with_malloc_tunables()
+
 import importlib
 import json
+import os
 import sys
 
 from absl import app
@@ -55,6 +60,9 @@ def main(argv: list[str]) -> None:
         rows.append(m.as_dict())
         print('BENCH ' + json.dumps(rows[-1]), flush=True)
   print('\nratio > 1: ours is faster (time ratio peer/ours, or throughput ours/peer)')
+  # Both sides share the process, so both run under this malloc setting.
+  print(f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "(unset)")} '
+        '(see experiments/malloc_tuning.py)')
   print(format_table(rows))
 
 

@@ -15,6 +15,10 @@ good checkpoint named).
 """
 from __future__ import annotations
 
+if __name__ == '__main__':
+  from experiments import malloc_tuning  # first: it may re-execute the process
+  malloc_tuning.reexec_with_malloc_tunables()
+
 import os
 import sys
 import time
