@@ -13,8 +13,9 @@ import sys
 import pytest
 
 from experiments import malloc_tuning
+from experiments.sweeps import engine
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = engine.PROJECT_ROOT
 ENTRY_POINTS = ('main', 'sweep', 'compare', 'benchmark')
 
 # Re-executes itself with the tunables (unless opted out), then counts the
@@ -26,7 +27,7 @@ malloc_tuning.reexec_with_malloc_tunables()
 import jax, jax.numpy as jnp
 f = jax.jit(lambda x: x + 1.0)
 x = jnp.zeros((64 * 2 ** 20,), jnp.float32)
-for _ in range(8):  # glibc's heap settles after ~5 calls
+for _ in range(8):  # past compilation and the first calls' one-time mappings
   jax.block_until_ready(f(x))
 faults = []
 for _ in range(3):
