@@ -4,112 +4,31 @@
 (`{"step": 100, "train/loss": ..., "val/accuracy": ...}`) to
 `<workdir>/metrics.jsonl`, flushed line by line so a killed run keeps what it
 logged, and writes the same scalars as TensorBoard events
-(`<workdir>/events.out.tfevents.*`). The event files are written here
-directly (TFRecord framing of `Event` protocol buffers, the format
-`tf.summary` writes) so a run never has to import TensorFlow just to log.
+(`<workdir>/events.out.tfevents.*`) through tensorboardX, which writes the
+format `tf.summary` writes without importing TensorFlow.
 
 `Progress` turns step timings into images/s and an ETA and prints either a
-one-line progress bar (stdout is a terminal) or plain log lines.
+tqdm progress bar (the stream is a terminal) or plain log lines.
 
 Only process 0 writes; other processes get a writer with `enabled=False`.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-import socket
-import struct
 import sys
 import time
 from typing import Any, Mapping, Optional, TextIO
+
+import tqdm
 
 METRICS_FILE = 'metrics.jsonl'
 # Keys that depend on wall-clock time, not on the computation: a resumed run
 # matches an uninterrupted one on every other key, bit for bit.
 TIMING_KEYS = ('images_per_sec', 'images_per_sec_per_core', 'eta', 'steps_per_sec',
                'wall_time')
-
-
-def _crc32c_table() -> tuple[int, ...]:
-  table = []
-  for i in range(256):
-    c = i
-    for _ in range(8):
-      c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    table.append(c)
-  return tuple(table)
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-  """CRC-32C (Castagnoli), the checksum of TFRecord framing."""
-  crc = 0xFFFFFFFF
-  for b in data:
-    crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-def _masked_crc(data: bytes) -> int:
-  crc = crc32c(data)
-  return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  n &= (1 << 64) - 1
-  while True:
-    b = n & 0x7F
-    n >>= 7
-    if n:
-      out.append(b | 0x80)
-    else:
-      out.append(b)
-      return bytes(out)
-
-
-def _field_bytes(number: int, payload: bytes) -> bytes:
-  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _event(wall_time: float, step: Optional[int] = None, file_version: Optional[str] = None,
-           scalars: Optional[Mapping[str, float]] = None) -> bytes:
-  """Serializes a tensorflow.Event (wall_time=1, step=2, file_version=3, summary=5)."""
-  out = bytearray(_varint(1 << 3 | 1) + struct.pack('<d', wall_time))
-  if step is not None:
-    out += _varint(2 << 3 | 0) + _varint(int(step))
-  if file_version is not None:
-    out += _field_bytes(3, file_version.encode())
-  if scalars:
-    summary = bytearray()
-    for tag, value in scalars.items():  # Summary.Value: tag=1, simple_value=2
-      v = _field_bytes(1, tag.encode()) + _varint(2 << 3 | 5) + struct.pack('<f', value)
-      summary += _field_bytes(1, v)
-    out += _field_bytes(5, bytes(summary))
-  return bytes(out)
-
-
-class EventFileWriter:
-  """Appends scalar summaries to a TensorBoard event file."""
-
-  def __init__(self, logdir: str):
-    name = f'events.out.tfevents.{int(time.time()):d}.{socket.gethostname()}.{os.getpid()}'
-    self._file = open(os.path.join(logdir, name), 'ab')
-    self._write(_event(time.time(), file_version='brain.Event:2'))
-
-  def _write(self, record: bytes) -> None:
-    header = struct.pack('<Q', len(record))
-    self._file.write(header + struct.pack('<I', _masked_crc(header)) + record +
-                     struct.pack('<I', _masked_crc(record)))
-    self._file.flush()
-
-  def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    self._write(_event(time.time(), step=step, scalars=scalars))
-
-  def close(self) -> None:
-    self._file.close()
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -138,6 +57,39 @@ def truncate_jsonl(path: str, last_step: int) -> None:
   os.replace(tmp, path)
 
 
+class _EventFile:
+  """One TensorBoard event file per writer, each record flushed as it is written.
+
+  tensorboardX's synchronous `EventsWriter` (the one its `SummaryWriter` drives
+  from a background queue): a killed run keeps every event it logged, as it
+  keeps every JSON line. The name ends in `.<pid>.<n>` like tf.summary's, so a
+  run resumed within the same second opens a new file rather than truncating
+  the previous one.
+  """
+
+  _opened = itertools.count()
+
+  def __init__(self, logdir: str):
+    # Imported here: tensorboardX imports torch when it is installed, a cost
+    # readers of metrics.jsonl (plots, sweeps, benchmarks) should not pay.
+    from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+    self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+    self._writer = event_file_writer.EventsWriter(
+        os.path.join(logdir, 'events'), filename_suffix=f'.{os.getpid()}.{next(self._opened)}')
+
+  def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    """One `Event` at `step` holding every scalar as a `simple_value`."""
+    values = [self._summary_pb2.Summary.Value(tag=tag, simple_value=value)
+              for tag, value in scalars.items()]
+    self._writer.write_event(self._event_pb2.Event(
+        wall_time=time.time(), step=int(step), summary=self._summary_pb2.Summary(value=values)))
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
 class MetricWriter:
   """metrics.jsonl + TensorBoard; a no-op unless `enabled` (process 0)."""
 
@@ -152,7 +104,7 @@ class MetricWriter:
     # the resumed run recomputes them identically.
     truncate_jsonl(path, -1 if resume_step is None else resume_step)
     self._jsonl = open(path, 'a')
-    self._events = EventFileWriter(workdir)
+    self._events = _EventFile(workdir)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:
@@ -187,11 +139,15 @@ def format_seconds(s: float) -> str:
 
 
 class Progress:
-  """Throughput and ETA from step timings; a bar on a TTY, log lines otherwise.
+  """Throughput and ETA from step timings; a tqdm bar on a TTY, log lines otherwise.
 
   Time spent outside training steps (evaluation, checkpoints) is excluded
   with `pause()` / `resume()` so images/s measures the training loop only.
+  The bar shows these figures rather than tqdm's own rate and ETA, which
+  would count evaluation time and the compiling first step.
   """
+
+  _BAR_FORMAT = '{bar:24} {n_fmt}/{total_fmt} {desc}'
 
   def __init__(self, total_steps: int, start_step: int, global_batch: int, num_devices: int,
                enabled: bool = True, stream: TextIO = sys.stdout):
@@ -201,6 +157,10 @@ class Progress:
     self.enabled = enabled
     self.stream = stream
     self.tty = enabled and hasattr(stream, 'isatty') and stream.isatty()
+    self._bar: Optional[tqdm.tqdm] = None
+    if self.tty:
+      self._bar = tqdm.tqdm(total=total_steps, initial=start_step, file=stream,
+                            bar_format=self._BAR_FORMAT, ascii=True, dynamic_ncols=True)
     self._mark_step = start_step
     self._mark_time = time.perf_counter()
     self._paused_at: Optional[float] = None
@@ -242,22 +202,22 @@ class Progress:
       parts.append(f'{metrics["images_per_sec"]:.0f} img/s')
     if 'eta' in metrics:
       parts.append(f'eta {format_seconds(metrics["eta"])}')
-    if self.tty:
-      width = 24
-      done = int(width * step / max(self.total_steps, 1))
-      bar = '#' * done + '.' * (width - done)
-      line = f'\r[{bar}] {step}/{self.total_steps} ' + ' '.join(parts)
-      self.stream.write(line.ljust(120)[:160])
+    if self._bar is not None:
+      self._bar.update(step - self._bar.n)
+      self._bar.set_description_str(' '.join(parts))
       if step >= self.total_steps:
-        self.stream.write('\n')
+        self._bar.close()
+        self._bar = None
     else:
       self.stream.write(f'step {step}/{self.total_steps} ' + ' '.join(parts) + '\n')
-    self.stream.flush()
+      self.stream.flush()
 
   def message(self, text: str) -> None:
-    if self.enabled:
-      if self.tty:
-        self.stream.write('\n')
+    if not self.enabled:
+      return
+    if self._bar is not None:
+      self._bar.write(text, file=self.stream)  # clears the bar, prints, redraws it
+    else:
       self.stream.write(text + '\n')
       self.stream.flush()
 
