@@ -2,7 +2,7 @@
 
 Every optimizer returns a real `optax.GradientTransformation` built from the
 small transforms in `optim.transform` (torch.optim semantics by default; see
-DESIGN.md). `optim.create(name, **hparams)` builds one by name for configs;
+docs/optim.md). `optim.create(name, **hparams)` builds one by name for configs;
 `optim.schedules` holds the learning-rate schedules.
 """
 from optim import regularizers

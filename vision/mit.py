@@ -17,7 +17,7 @@ the next stage. Efficient self-attention is PVT's spatial-reduction attention
 conv of stride R + LayerNorm). The classifier averages the stage-4 tokens and
 applies `head` (HF `SegformerForImageClassification`).
 
-LayerNorm eps (REFERENCE item 2): the original code uses 1e-6 in the blocks
+LayerNorm eps (docs/references.md item 2): the original code uses 1e-6 in the blocks
 and stage norms (`norm_eps`) and 1e-5 in the patch-embedding and SR norms
 (`embed_norm_eps`); these are the defaults. HF's SegFormer uses 1e-5
 throughout: build with `norm_eps=1e-5` to reproduce it exactly

@@ -18,9 +18,9 @@ R_i, so its cost is N²/R_i² instead of N²:
 
 The class token is prepended in stage 4 only (whose R = 1); the classifier reads
 it after the final LayerNorm. The fused `kv` projection stores K in its first C
-output features and V in the last C (REFERENCE item 9).
+output features and V in the last C (docs/references.md item 9).
 
-LayerNorm eps (REFERENCE item 2): the original code uses 1e-6 in the blocks and
+LayerNorm eps (docs/references.md item 2): the original code uses 1e-6 in the blocks and
 the final norm (`norm_eps`) and torch's default 1e-5 in the patch-embedding and
 spatial-reduction norms (`embed_norm_eps`); these are the defaults here. HF's
 `PvtForImageClassification` uses `config.layer_norm_eps` (1e-6) everywhere:

@@ -17,7 +17,7 @@ with (dy, dx) = position(i) − position(j) and T a (2M−1)²×heads table. Shi
 windows (SW-MSA, odd blocks) cyclically roll the map by −s = −⌊M/2⌋ before the
 partition and by +s after; pairs of tokens that come from different regions of
 the un-rolled map get −100 added to their score (the "mask"), so the shifted
-windows cost nothing extra. Numeric details follow ../shared/REFERENCE.md
+windows cost nothing extra. Numeric details follow docs/references.md
 items 4–8 and 11 and HuggingFace `modeling_swin.py`:
 
 * A stage whose resolution min(H, W) ≤ M uses one window of size min(H, W)
@@ -63,7 +63,7 @@ def window_and_shift(resolution: tuple[int, int], window: int) -> tuple[int, int
   """The window r and shift s a block uses at a stage of `resolution` (H, W).
 
   A stage no larger than the window is one window: r = min(H, W), s = 0
-  (REFERENCE item 6). Otherwise r = M and s = ⌊M/2⌋ (the shift applies to odd
+  (docs/references.md item 6). Otherwise r = M and s = ⌊M/2⌋ (the shift applies to odd
   blocks only; callers zero it for even ones).
   """
   if min(resolution) <= window:

@@ -1,5 +1,5 @@
 """Optimizers minimise a parabola and Rosenbrock (optax alias_test pattern),
-follow the golden heavy-ball/Nesterov trajectories of REFERENCE.md, and
+follow the golden heavy-ball/Nesterov trajectories of docs/references.md, and
 satisfy the textbook identities of momentum, Nesterov and Adam's bias
 correction."""
 from __future__ import annotations
@@ -85,7 +85,8 @@ def test_converges(name, problem, solutions):
 
 
 # --------------------------------------------------------------------------
-# REFERENCE.md golden trajectories: loss ½(w·[5,6] − 4)², lr 0.01, μ 0.7.
+# Golden trajectories (docs/references.md §Independent test targets): loss ½(w·[5,6] − 4)²,
+# lr 0.01, μ 0.7.
 
 _A = np.array([5.0, 6.0])
 

@@ -10,11 +10,11 @@ Two namings are recognised:
   `norm`, `head`), which is also the flax naming, so it maps one to one.
 
 Every checkpoint is first renamed to the original naming (HF's separate key
-and value projections are fused into `kv`, K rows first, REFERENCE item 9),
+and value projections are fused into `kv`, K rows first, docs/references.md item 9),
 then converted tensor by tensor (`torch_to_flax`): Linear (out, in) → (in,
 out), conv (O, I, kh, kw) → (kh, kw, I, O) (also depthwise: (C, 1, k, k) →
 (k, k, 1, C)), LayerNorm/BatchNorm weight → scale, running statistics →
-`batch_stats` (REFERENCE item 12).
+`batch_stats` (docs/references.md item 12).
 
 Position embeddings whose grid differs from the model's (another `img_size`)
 are resized bilinearly with half-pixel centres and no antialiasing, what the
