@@ -62,9 +62,10 @@ class _EventFile:
 
   tensorboardX's synchronous `EventsWriter` (the one its `SummaryWriter` drives
   from a background queue): a killed run keeps every event it logged, as it
-  keeps every JSON line. The name ends in `.<pid>.<n>` like tf.summary's, so a
-  run resumed within the same second opens a new file rather than truncating
-  the previous one.
+  keeps every JSON line (its flush also fsyncs; the trainer logs outside the
+  window it times). The name ends in `.<pid>.<n>` like tf.summary's, so a run
+  resumed within the same second opens a new file rather than truncating the
+  previous one.
   """
 
   _opened = itertools.count()
