@@ -9,8 +9,8 @@ Given stage maps F_1…F_n (F_1 the finest, stride 4), with C the decoder width:
 so the logits live at the resolution of F_1 (H/4 × W/4 for the standard
 pyramids). The linears act per pixel (the reference code's 1×1 convolutions).
 Bilinear upsampling uses half-pixel centres without antialiasing, which is
-torch's `F.interpolate(mode='bilinear', align_corners=False)` (docs/references.md
-item 10). Nothing here depends on the backbone: any list of NHWC maps whose spatial
+torch's `F.interpolate(mode='bilinear', align_corners=False)` (REFERENCE item
+10). Nothing here depends on the backbone: any list of NHWC maps whose spatial
 sizes can be upsampled to the first map's works (MiT, Swin, PVT).
 
 BatchNorm follows torch's defaults (eps 1e-5, running-average momentum 0.1,

@@ -25,7 +25,7 @@ from tests.vision.test_pvt import state_dict
 from vision import mit
 from vision.weights import segformer as seg_weights
 
-# Exact counts with a 1000-class head: B0, B2 from docs/references.md §SegFormer, the others the
+# Exact counts with a 1000-class head: B0, B2 from docs/references.md, the others the
 # numel of HF SegformerForImageClassification with the same config.
 EXPECTED_PARAMS = {
     'mit_b0': 3_576_392,

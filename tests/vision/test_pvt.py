@@ -21,7 +21,7 @@ import vision
 from vision import pvt
 from vision.weights import pvt as pvt_weights
 
-# Exact counts with a 1000-class head (docs/references.md §PVT v1; = HF numel).
+# Exact counts with a 1000-class head (docs/references.md; = HF numel).
 EXPECTED_PARAMS = {
     'pvt_tiny': 13_229_288,
     'pvt_small': 24_485_864,

@@ -28,8 +28,7 @@ from vision import segformer
 from vision.weights import segformer as seg_weights
 
 # Exact counts with 150 classes (BatchNorm statistics are not parameters): B0,
-# B2 from docs/references.md §SegFormer, the others the numel of HF
-# SegformerForSemanticSegmentation.
+# B2 from docs/references.md, the others the numel of HF SegformerForSemanticSegmentation.
 EXPECTED_PARAMS = {
     'segformer_b0': 3_752_694,
     'segformer_b1': 13_715_798,

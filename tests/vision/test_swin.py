@@ -24,7 +24,7 @@ import vision
 from vision import swin
 from vision.weights import swin as swin_weights
 
-# Exact counts with a 1000-class head; T/S/B from docs/references.md §Swin, B-384 and L
+# Exact counts with a 1000-class head; T/S/B from docs/references.md, B-384 and L
 # from the numel of HF SwinForImageClassification with the same config.
 EXPECTED_PARAMS = {
     'swin_tiny_patch4_window7_224': 28_288_354,
