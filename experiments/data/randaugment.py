@@ -142,7 +142,7 @@ def _level_arg(name: str, level, negate):
   if name == 'SolarizeAdd':
     return tf.minimum(128, trunc(v * 110))
   if name.endswith('Increasing'):  # Color, Contrast, Brightness, Sharpness
-    return tf.maximum(0.1, 1.0 + sign * v * 0.9)
+    return tf.maximum(1.0 + sign * v * 0.9, tf.constant(0.1, tf.float64))
   return v * 1.8 + 0.1
 
 
