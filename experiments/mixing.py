@@ -183,3 +183,27 @@ class Mixup:
     blended = jnp.where((lam < 1)[:, None, None, None], w * images + (1 - w) * partner, images)
     mixed = jnp.where(cut[:, None, None, None], jnp.where(inside, partner, images), blended)
     return mixed, self.targets(labels, partner_labels, lam)
+
+
+def from_experiment(config: ml_collections.ConfigDict, num_classes: int) -> Optional[Mixup]:
+  """The run's `Mixup` (label smoothing folded in), or None when off or the section is absent.
+
+  Raises ValueError (one line) for bad `mixup.*` values and for settings
+  mixing cannot serve: a loss without soft targets (hinge), full-batch
+  training, or a non-classification task.
+  """
+  cfg = config.get('mixup')
+  if cfg is None:
+    return None
+  mix = Mixup.from_config(cfg, num_classes, float(config.get('label_smoothing', 0.0)))
+  if not mix.enabled:
+    return None
+  if config.get('loss') == 'hinge':
+    raise ValueError('mixup/cutmix with loss=hinge; mixed targets need a probabilistic loss '
+                     '(softmax_xent, sigmoid_xent, kl, l2)')
+  if config.get('full_batch'):
+    raise ValueError('mixup/cutmix with full_batch=True; full-batch training is deterministic, '
+                     'set mixup.mixup_alpha=0 and mixup.cutmix_alpha=0')
+  if config.get('task', 'classification') != 'classification':
+    raise ValueError(f'mixup/cutmix with task={config.task!r}; only classification mixes labels')
+  return mix

@@ -5,6 +5,7 @@ import dataclasses
 import functools
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -154,3 +155,19 @@ def test_bad_values_raise_one_line():
   images, labels = _batch(b=5)
   with pytest.raises(ValueError, match='even'):
     mixing.Mixup(num_classes=K, mixup_alpha=1.0)(jax.random.key(0), images, labels)
+
+
+def test_from_experiment_folds_smoothing_and_rejects_incompatible_settings():
+  config = ml_collections.ConfigDict(dict(loss='softmax_xent', label_smoothing=0.1,
+                                          full_batch=False, task='classification',
+                                          mixup=mixing.default_config().to_dict()))
+  assert mixing.from_experiment(config, K) is None  # both alphas 0: off
+  config.mixup.mixup_alpha = 0.8
+  mix = mixing.from_experiment(config, K)
+  assert mix.label_smoothing == 0.1 and mix.mixup_alpha == 0.8
+  for key, value, msg in (('loss', 'hinge', 'hinge'), ('full_batch', True, 'full_batch'),
+                          ('task', 'segmentation', 'classification')):
+    bad = ml_collections.ConfigDict(config.to_dict())
+    bad[key] = value
+    with pytest.raises(ValueError, match=msg):
+      mixing.from_experiment(bad, K)
