@@ -82,6 +82,22 @@ def ema_decay(step: jax.Array, decay: float, warmup: bool = False, warmup_gamma:
   return jnp.where(s <= 0, 0.0, beta)
 
 
+def _running_average(state_cls, weight_fn, name: str) -> optax.GradientTransformation:
+  """a_t = a_{t-1} + w_t (x_t - a_{t-1}), a_0 = x_0, with w_t = weight_fn(t); updates unchanged."""
+
+  def init_fn(params):
+    return state_cls(jnp.zeros((), jnp.int32), _copy(params))
+
+  def update_fn(updates, state, params=None):
+    new = _new_params(updates, params, name)
+    count = tr.safe_increment(state.count)
+    weight = weight_fn(count)
+    avg = jax.tree.map(lambda a, x: a + weight.astype(a.dtype) * (x - a), state[1], new)
+    return updates, state_cls(count, avg)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def ema(decay: float, *, warmup: bool = False, warmup_gamma: float = 1.0,
         warmup_power: float = 2 / 3, min_decay: float = 0.0,
         update_after_step: int = 0) -> optax.GradientTransformation:
@@ -91,37 +107,20 @@ def ema(decay: float, *, warmup: bool = False, warmup_gamma: float = 1.0,
   warmup_gamma = checks.positive('ema warmup_gamma', warmup_gamma)
   warmup_power = checks.positive('ema warmup_power', warmup_power)
   update_after_step = checks.non_negative_int('ema update_after_step', update_after_step)
-
-  def init_fn(params):
-    return EmaState(jnp.zeros((), jnp.int32), _copy(params))
-
-  def update_fn(updates, state, params=None):
-    new = _new_params(updates, params, 'ema')
-    count = tr.safe_increment(state.count)
-    beta = ema_decay(count, decay, warmup, warmup_gamma, warmup_power, min_decay,
-                     update_after_step)
-    avg = jax.tree.map(lambda e, x: e + (1.0 - beta).astype(e.dtype) * (x - e), state.ema, new)
-    return updates, EmaState(count, avg)
-
-  return optax.GradientTransformation(init_fn, update_fn)
+  return _running_average(
+      EmaState, lambda t: 1.0 - ema_decay(t, decay, warmup, warmup_gamma, warmup_power,
+                                          min_decay, update_after_step), 'ema')
 
 
 def polyak(start_step: int = 0) -> optax.GradientTransformation:
   """Uniform average of the iterates x_t for t ≥ `start_step` (updates pass through)."""
   start_step = checks.non_negative_int('polyak start_step', start_step)
 
-  def init_fn(params):
-    return PolyakState(jnp.zeros((), jnp.int32), _copy(params))
+  def weight(t):
+    n = (t - start_step + 1).astype(tr.float_dtype())
+    return jnp.where(t < start_step, 1.0, 1.0 / jnp.maximum(n, 1.0))
 
-  def update_fn(updates, state, params=None):
-    new = _new_params(updates, params, 'polyak')
-    count = tr.safe_increment(state.count)
-    n = (count - start_step + 1).astype(tr.float_dtype())
-    weight = jnp.where(count < start_step, 1.0, 1.0 / jnp.maximum(n, 1.0))
-    avg = jax.tree.map(lambda a, x: a + weight.astype(a.dtype) * (x - a), state.average, new)
-    return updates, PolyakState(count, avg)
-
-  return optax.GradientTransformation(init_fn, update_fn)
+  return _running_average(PolyakState, weight, 'polyak')
 
 
 def averaged_params(opt_state: Any) -> dict[str, Any]:
