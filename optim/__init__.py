@@ -5,6 +5,7 @@ small transforms in `optim.transform` (torch.optim semantics by default; see
 docs/optim.md). `optim.create(name, **hparams)` builds one by name for configs;
 `optim.schedules` holds the learning-rate schedules.
 """
+from optim import averaging
 from optim import regularizers
 from optim import schedules
 from optim.alias import adadelta

@@ -5,10 +5,14 @@ r"""Swin Transformer on ImageNet-1k: the Swin paper's recipe (Liu et al. 2021, ย
 
 AdamW, batch 1024, lr 1e-3, weight decay 0.05, 300 epochs with 20 linear
 warmup epochs and cosine decay, gradient clipping at 5.0, label smoothing
-0.1, stochastic depth 0.2 / 0.3 / 0.5 for T / S / B; inception crop at 224.
+0.1, stochastic depth 0.2 / 0.3 / 0.5 for T / S / B; inception crop at 224;
+and, as the paper says (ยง4.1, "most of the augmentation and regularization
+strategies of DeiT ... but not repeated augmentation and EMA"), DeiT's
+RandAugment 'rand-m9-mstd0.5-inc1', Mixup 0.8, CutMix 1.0 and random
+erasing 0.25 (`deit_small_imagenet.add_deit_regularization`).
 
-Result (paper, Table 1a, with DeiT's augmentations): top-1 Swin-T 81.2,
-Swin-S 83.2, Swin-B 83.5. Not run here (ImageNet is not on this machine).
+Result (paper, Table 1a, ImageNet-1k at 224): top-1 Swin-T 81.3,
+Swin-S 83.0, Swin-B 83.5. Not run here (ImageNet is not on this machine).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import ml_collections
 
 from experiments.configs import common
 from experiments.configs import imagenet_common
+from experiments.configs.deit_small_imagenet import add_deit_regularization
 
 VARIANTS = {
     'T': ('swin_tiny_patch4_window7_224', 0.2),
@@ -35,4 +40,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       runlocal=args.runlocal,
       runlocal_overrides=dict(embed_dim=24, depths=(1, 1, 1, 1), window_size=2))
   c.optimizer.learning_rate = 1e-3 * c.batch_size / 1024
-  return c
+  return add_deit_regularization(c)

@@ -9,7 +9,8 @@ nothing) and the global batch does not depend on the process count.
 Augmentation draws are keyed by (seed, g) (see `augment.uniform`).
 
 Stages per batch: gather -> scale to [0, 1] -> resize / crop (bilinear) ->
-flip -> channel conversion -> (x - mean) / std -> reshape [D, B/D, ...].
+RandAugment (uint8, TensorFlow) -> flip -> channel conversion ->
+(x - mean) / std -> random erasing, Cutout -> reshape [D, B/D, ...].
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import ml_collections
 import numpy as np
 
 from experiments.data import augment as aug
+from experiments.data import erasing
+from experiments.data import randaugment as ra
 from experiments.data.config import FLIPPING
 from experiments.data.source import ArraySplit
 
@@ -36,8 +39,8 @@ class BatchStage:
 
   Input: `[B, S, S, c]` images already at `image_size` (uint8, or float32 in
   [0, 1]) and the stream positions keying their draws. Output: float32
-  `[B, S, S, C]`, x <- (x - mean) / std after CIFAR pad-and-crop and flips
-  (train only).
+  `[B, S, S, C]`, x <- (x - mean) / std after CIFAR pad-and-crop and flips,
+  then random erasing and Cutout (train only).
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, channels: int, mean, std):
@@ -64,7 +67,31 @@ class BatchStage:
       (x,) = aug.flip(x, seed, positions, copy=not fresh)
     out = np.subtract(convert_channels(x, self.channels), self._offset, dtype=np.float32)
     out *= self._inv_std  # in place: fresh temporaries cost more than the arithmetic
+    if train:
+      erasing.random_erasing(out, seed, positions, self.cfg.get('random_erasing', 0.0))
+      erasing.cutout(out, seed, positions, self.cfg.get('cutout', 0))
     return out
+
+
+class RandAugmentStage:
+  """`data.randaugment` on a batch of images in [0, 1], via uint8 as timm's PIL images.
+
+  Identity when `data.randaugment` is None. Fill colour: round(255·mean) of
+  the normalization mean (timm's `img_mean`).
+  """
+
+  def __init__(self, cfg: ml_collections.ConfigDict, mean, native_channels: int):
+    spec = cfg.get('randaugment')
+    self.policy = ra.parse(spec) if spec is not None else None
+    self.fill = ra.fill_colour(mean, native_channels)
+    self.interpolation = cfg.get('randaugment_interpolation', 'bicubic')
+
+  def __call__(self, x: np.ndarray, seed: int, positions: np.ndarray) -> np.ndarray:
+    if self.policy is None:
+      return x
+    if x.dtype != np.uint8:
+      x = np.clip(np.round(x * np.float32(255)), 0, 255).astype(np.uint8)
+    return ra.augment_batch(x, seed, positions, self.policy, self.fill, self.interpolation)
 
 
 class ArrayPipeline:
@@ -76,6 +103,7 @@ class ArrayPipeline:
     self.split = split
     self.channels = channels
     self.stage = BatchStage(cfg, channels, mean, std)
+    self.randaugment = RandAugmentStage(cfg, mean, split.images.shape[-1])
     self._resized = None
     n, h, w, c = split.images.shape
     size = cfg.image_size
@@ -107,6 +135,8 @@ class ArrayPipeline:
       x = aug.crop_and_resize(x, *box, size)
     else:
       x = aug.resize(x, size)
+    if train:
+      x = self.randaugment(x, seed, positions)
     return self.stage(x, positions, seed, train)
 
   def batch(self, idx: np.ndarray, positions: Optional[np.ndarray], seed: int, train: bool,

@@ -27,6 +27,19 @@ overrides them from the command line):
   in [3/4, 4/3], resized to `image_size`, random flip; evaluation then uses
   the central 87.5% crop, as in the Inception/DeiT recipes). Randomness is
   stateless, keyed by (seed, example position in the stream).
+- `randaugment`: `None` (off) or timm's RandAugment string, e.g.
+  `'rand-m9-mstd0.5-inc1'` (DeiT) or `'rand-m9-n2-mstd0.5'`: sections m<M>
+  (magnitude, 0-10), n<N> (ops per image), mstd<σ> (magnitude noise; > 100:
+  uniform), mmax<U>, p<P> (per-op probability), inc<0|1> (the increasing op
+  set); see `randaugment.py`. Applied to training images only, after the
+  crop/resize and before flips and normalization, as uint8 images.
+- `randaugment_interpolation`: resampling of RandAugment's geometric ops:
+  `'bicubic'` (DeiT), `'bilinear'`, or `'random'` (either, per op; timm's
+  default).
+- `random_erasing`: probability p in [0, 1] of erasing one random box with
+  per-pixel N(0, 1) noise after normalization (Zhong et al.; timm's
+  `reprob`, mode 'pixel'); 0 is off. See `erasing.py`.
+- `cutout`: side of the zeroed square (DeVries & Taylor), 0 is off.
 - `mean`, `std`: per-channel tuples applied after scaling pixels to [0, 1]:
   x <- (x - mean) / std. `None` picks the dataset's published statistics
   (CIFAR-10/100, ImageNet); digits and folder data compute theirs from the
@@ -39,6 +52,8 @@ overrides them from the command line):
 from __future__ import annotations
 
 import ml_collections
+
+from experiments.data import randaugment
 
 AUGMENTATIONS = ('none', 'flip', 'cifar', 'shift', 'inception')
 # The augmentations that include a random horizontal flip.
@@ -54,6 +69,10 @@ def default_config() -> ml_collections.ConfigDict:
   cfg.train_split = 'train'
   cfg.eval_split = 'test'
   cfg.augment = 'none'
+  cfg.randaugment = ml_collections.FieldReference(None, field_type=str)
+  cfg.randaugment_interpolation = 'bicubic'
+  cfg.random_erasing = 0.0
+  cfg.cutout = 0
   cfg.mean = ml_collections.FieldReference(None, field_type=tuple)
   cfg.std = ml_collections.FieldReference(None, field_type=tuple)
   cfg.shuffle_buffer = 10_000
@@ -73,6 +92,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f'data.channels={cfg.channels!r}; valid: None, 1, 3')
   if cfg.augment not in AUGMENTATIONS:
     raise ValueError(f'data.augment={cfg.augment!r}; valid: {", ".join(AUGMENTATIONS)}')
+  validate_regularizers(cfg)
   if (cfg.mean is None) != (cfg.std is None):
     raise ValueError(f'data.mean={cfg.mean!r} and data.std={cfg.std!r} must be both set '
                      'or both None')
@@ -80,3 +100,20 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f'data.std={cfg.std!r}; every entry must be > 0')
   if not isinstance(cfg.shuffle_buffer, int) or cfg.shuffle_buffer < 1:
     raise ValueError(f'data.shuffle_buffer={cfg.shuffle_buffer!r}; must be a positive int')
+
+
+def validate_regularizers(cfg: ml_collections.ConfigDict) -> None:
+  """Checks randaugment, randaugment_interpolation, random_erasing and cutout (absent: off)."""
+  spec = cfg.get('randaugment')
+  if spec is not None:
+    randaugment.parse(spec)
+  interpolation = cfg.get('randaugment_interpolation', 'bicubic')
+  if interpolation not in randaugment.INTERPOLATIONS:
+    raise ValueError(f'data.randaugment_interpolation={interpolation!r}; valid: '
+                     f'{", ".join(randaugment.INTERPOLATIONS)}')
+  p = cfg.get('random_erasing', 0.0)
+  if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+    raise ValueError(f'data.random_erasing={p!r}; must be a probability in [0, 1]')
+  size = cfg.get('cutout', 0)
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise ValueError(f'data.cutout={size!r}; must be an int >= 0 (the square side, 0: off)')

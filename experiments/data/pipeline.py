@@ -16,10 +16,13 @@ One contract for every source (digits, `folder:PATH`, TFDS):
 
 In-memory sources run in numpy (`arrays.py`, no TensorFlow import, O(1)
 resume); TFDS reads, shuffles, decodes and crops in tf.data
-(`tfds_source.py`). Both finish every batch in the same numpy
-`arrays.BatchStage` (CIFAR crop, flip, channels, normalization), whose
-random draws are keyed by (seed, stream position), never by iteration
-state.
+(`tfds_source.py`). RandAugment (`data.randaugment`, `randaugment.py`)
+runs per example in TensorFlow on uint8 images after the crop and resize
+(in the tf.data map for TFDS, on each batch for in-memory sources). Both
+finish every batch in the same numpy `arrays.BatchStage` (CIFAR crop,
+flip, channels, normalization, then random erasing and Cutout,
+`erasing.py`), whose random draws are keyed by (seed, stream position),
+never by iteration state; RandAugment's stateless seeds are too.
 
 Extending to dense targets (segmentation, issue 7): a source adds a
 spatially aligned array next to `image` (e.g. an int32 `[B, S, S]` label

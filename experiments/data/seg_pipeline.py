@@ -132,6 +132,10 @@ def seg_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
                      f'valid: {", ".join(AUGMENTATIONS)}')
   if not isinstance(cfg.image_size, int) or cfg.image_size < 1:
     raise ValueError(f'data.image_size={cfg.image_size!r}; must be a positive int (the crop)')
+  for key in ('randaugment', 'random_erasing', 'cutout'):
+    if cfg.get(key):
+      raise ValueError(f'data.{key}={cfg.get(key)!r} augments classification images only; '
+                       f'segmentation data {cfg.name!r} needs it off')
   lo, hi = opts['ratio_range']
   if not 0 < lo <= hi:
     raise ValueError(f'data.seg.ratio_range={opts["ratio_range"]!r}; need 0 < low <= high')

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from experiments.data import arrays
+from experiments.data import randaugment as ra
 from experiments.data.source import DatasetInfo
 
 Batch = dict[str, np.ndarray]
@@ -160,7 +161,8 @@ class _Preprocess:
 
   `example` (tf.data, per example, in parallel): decode, and where needed
   the Inception crop (stateless, seeded per example) or central crop and
-  the resize to `image_size`. `stage` (numpy, per batch): the
+  the resize to `image_size`, then RandAugment on uint8 (training, when
+  `data.randaugment` is set; seeded per example). `stage` (numpy, per batch): the
   `arrays.BatchStage` every source shares: CIFAR pad-and-crop and flips
   keyed by (seed, stream position), channel conversion, (x - mean) / std.
   """
@@ -172,6 +174,7 @@ class _Preprocess:
     self.native_channels = native_shape[-1] or 3
     self.channels = channels
     self.stage = arrays.BatchStage(cfg, channels, mean, std)
+    self.randaugment = arrays.RandAugmentStage(cfg, mean, self.native_channels)
     size = cfg.image_size
     # Decoded fixed-size images at the target size need no per-example work.
     self.fixed = tuple(native_shape[:2]) == (size, size) and cfg.augment != 'inception'
@@ -184,7 +187,7 @@ class _Preprocess:
     if all(self.native_shape):  # fixed-size datasets (CIFAR, MNIST): static shapes
       x = tf.ensure_shape(x, self.native_shape)
     if self.fixed:
-      return x
+      return self._randaugment(x, train, seed)
     x = _to_unit(x)
     if cfg.augment == 'inception':
       if train:
@@ -196,7 +199,18 @@ class _Preprocess:
       else:
         x = tf.image.central_crop(x, _EVAL_CROP)
     x = tf.image.resize(x, [size, size], method='bilinear', antialias=True)
-    return tf.ensure_shape(x, [size, size, self.native_channels])
+    x = tf.ensure_shape(x, [size, size, self.native_channels])
+    return self._randaugment(x, train, seed)
+
+  def _randaugment(self, x, train: bool, seed):
+    """RandAugment on the uint8 image (x rounded from [0, 1] if float); else x unchanged."""
+    tf = _tf()
+    stage = self.randaugment
+    if not train or stage.policy is None:
+      return x
+    if x.dtype != tf.uint8:
+      x = tf.cast(tf.clip_by_value(tf.round(x * 255.0), 0.0, 255.0), tf.uint8)
+    return ra.augment_image(x, seed, stage.policy, stage.fill, stage.interpolation)
 
 
 def _to_unit(x):
@@ -254,7 +268,8 @@ def train_iterator(cfg: ml_collections.ConfigDict, global_batch_size: int, seed:
             'label': tf.cast(ex['label'], tf.int32), 'position': g}
 
   ds = tf.data.Dataset.zip(positions, stream)
-  if prep.fixed and cfg.cache:  # decoded, right size: nothing to do per example
+  if prep.fixed and cfg.cache and prep.randaugment.policy is None:
+    # Decoded, right size: nothing to do per example.
     ds = ds.map(_plain(lambda g, ex: {'image': ex['image'], 'position': g,
                                       'label': tf.cast(ex['label'], tf.int32)}))
   else:
