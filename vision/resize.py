@@ -21,7 +21,8 @@ float64. Bicubic uses Keys' kernel with a = −0.75 on the four neighbours
 ⌊s⌋−1 … ⌊s⌋+2 of the source coordinate s = (o + ½)·n_in/n_out − ½, indices
 clamped to the border; bilinear uses s clamped at 0 and the two neighbours
 ⌊s⌋, min(⌊s⌋ + 1, n_in − 1). Both are exactly torch's align_corners=False
-definitions when the output size (not a scale factor) is given.
+definitions when the output size (not a scale factor) is given, including
+its float32 arithmetic for s (the weights are then applied in float64).
 """
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 METHODS = ('bicubic', 'bilinear')
+
+
+def _source_coordinates(n_in: int, n_out: int) -> np.ndarray:
+  """s_o = (o + ½)·n_in/n_out − ½ in float32 arithmetic, as torch computes it for
+  float32 tensors (its rounding of the scale moves s by up to ~1e-7·n_out)."""
+  scale = np.float32(n_in) / np.float32(n_out)
+  return (scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5))
+          - np.float32(0.5)).astype(np.float32)
 
 
 def bicubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
@@ -45,11 +54,9 @@ def bicubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
     return 0.0
 
   m = np.zeros((n_out, n_in), np.float64)
-  scale = n_in / n_out
-  for o in range(n_out):
-    s = (o + 0.5) * scale - 0.5
+  for o, s in enumerate(_source_coordinates(n_in, n_out)):
     i0 = math.floor(s)
-    t = s - i0
+    t = float(s - np.float32(i0))
     for k in range(-1, 3):
       m[o, min(max(i0 + k, 0), n_in - 1)] += kernel(k - t)
   return m
@@ -58,12 +65,11 @@ def bicubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
 def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
   """[n_out, n_in] matrix of torch's 1-D linear resize (align_corners=False)."""
   m = np.zeros((n_out, n_in), np.float64)
-  scale = n_in / n_out
-  for o in range(n_out):
-    s = max((o + 0.5) * scale - 0.5, 0.0)
+  for o, s in enumerate(_source_coordinates(n_in, n_out)):
+    s = max(s, np.float32(0))
     i0 = min(int(math.floor(s)), n_in - 1)
     i1 = min(i0 + 1, n_in - 1)
-    t = s - i0
+    t = float(s - np.float32(i0))
     m[o, i0] += 1.0 - t
     m[o, i1] += t
   return m
