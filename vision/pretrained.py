@@ -122,15 +122,14 @@ def _init(module: nn.Module, key: jax.Array) -> dict:
 
 
 def family_of(module: nn.Module) -> str:
-  """The weight-import family of a module built by `vision.create_model`."""
+  """The registry family of a module built by `vision.create_model` ('vit', 'swin', …)."""
   for name in registry.list_models():
     entry = registry.get_model_def(name)
-    if entry.cls is type(module) and entry.family in _CONVERTERS:
+    if entry.cls is type(module):
       if entry.family.startswith('vit'):
         return 'vit_hybrid' if getattr(module, 'hybrid_depths', None) else 'vit'
       return entry.family
-  raise ValueError(f'{type(module).__name__} has no weight import (families: '
-                   f'{", ".join(sorted(_CONVERTERS))}).')
+  raise ValueError(f'{type(module).__name__} is not a registered vision model.')
 
 
 def converter_for(family: str) -> Any:
@@ -198,13 +197,19 @@ def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
     checkpoint: {'params': …, 'batch_stats': …} in our naming, checkpoint geometry.
     module: the model to fill.
     family: its weight family (`family_of(module)`).
-    fresh: the model's initial variables; drawn with `init_variables` when a
-      fresh value is needed and none is given.
+    fresh: the model's initial variables, which also fix the expected shapes
+      (a trainer's model sees its data's image size); when None, shapes come
+      from `init_shapes` and fresh values from `init_variables` if needed.
   """
   if head not in HEAD_MODES:
     raise ValueError(f'head={head!r} is unknown; valid: {", ".join(HEAD_MODES)}.')
-  patterns = [re.compile(p) for p in dont_load]
-  expected = flax.core.unfreeze(init_shapes(module))
+  patterns = []
+  for p in dont_load:
+    try:
+      patterns.append(re.compile(p))
+    except re.error as e:
+      raise ValueError(f'dont_load pattern {p!r} is not a regular expression: {e}.') from e
+  expected = flax.core.unfreeze(init_shapes(module) if fresh is None else fresh)
   checkpoint = {k: v for k, v in flax.core.unfreeze(checkpoint).items() if v}
   if family == 'segformer':
     checkpoint = _mit_into_segformer(checkpoint)
@@ -215,7 +220,7 @@ def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
   got, want = flatten(checkpoint), flatten(expected)
 
   discarded = []
-  head_prefix = 'params/' + HEADS[family] + '/'
+  head_prefix = 'params/' + HEADS.get(family, 'head') + '/'
   head_paths = [k for k in want if k.startswith(head_prefix)]
   extra = 'params/pre_logits/'
   drop_extra = not any(k.startswith(extra) for k in want) and any(k.startswith(extra) for k in got)
@@ -261,7 +266,7 @@ def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
 HEAD_MODES = ('auto', 'reinit', 'keep')
 
 # The classifier of each family (under 'params'), zeroed by head='reinit'/'auto'.
-HEADS = {'vit': 'head', 'vit_hybrid': 'head', 'swin': 'head', 'pvt': 'head', 'mit': 'head',
+HEADS = {'baseline': 'head', 'vit': 'head', 'vit_hybrid': 'head', 'swin': 'head', 'pvt': 'head', 'mit': 'head',
          'segformer': 'decode_head/classifier'}
 
 
