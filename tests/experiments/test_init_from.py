@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import save_file
-from transformers import ViTConfig
-from transformers import ViTForImageClassification
 
 import vision
 from experiments import checkpointing
 from experiments import init_from
 from experiments import train
 from tests.vision import test_pretrained_npz as npz_helpers
+from tests.vision import test_resize as resize_helpers
 from tests.vision import test_vit as vit_helpers
 
 TOL = 1e-4
@@ -57,13 +56,9 @@ def _flat(tree) -> dict:
 
 @pytest.fixture(scope='module')
 def hf(tmp_path_factory):
-  torch.manual_seed(0)
-  model = ViTForImageClassification(ViTConfig(
-      hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
-      image_size=32, patch_size=8, num_labels=5, hidden_act='gelu')).eval()
-  npz_helpers._randomize(model, 0)  # pylint: disable=protected-access
+  model = resize_helpers.hf_vit_model()
   root = tmp_path_factory.mktemp('init_from')
-  state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+  state = resize_helpers.state_dict(model)
   path = str(root / 'vit.safetensors')
   save_file(state, path)
   model.save_pretrained(str(root / 'hf_dir'))

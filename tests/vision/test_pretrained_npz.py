@@ -9,8 +9,6 @@ must reproduce HF's logits.
 """
 from __future__ import annotations
 
-import math
-
 import jax
 import numpy as np
 import pytest
@@ -28,28 +26,14 @@ import vision
 from vision import pretrained
 from vision.weights import vit as vit_weights
 
+from tests.vision.test_resize import randomize
+from tests.vision.test_resize import state_dict
+
 TOL = 1e-4
 D, HEADS, DEPTH, CLASSES = 48, 3, 2, 5
 VIT = dict(hidden_size=D, num_hidden_layers=DEPTH, num_attention_heads=HEADS,
            intermediate_size=4 * D, hidden_act='gelu', layer_norm_eps=1e-6)
 SMALL = dict(img_size=32, patch_size=8, embed_dim=D, depth=DEPTH, num_heads=HEADS)
-
-
-def _state(model: torch.nn.Module) -> dict[str, np.ndarray]:
-  return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def _randomize(model: torch.nn.Module, seed: int) -> None:
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      noise = torch.randn(p.shape, generator=gen)
-      if p.ndim == 1:
-        p.copy_((1.0 if name.endswith('weight') else 0.0) + 0.2 * noise)
-      elif p.ndim in (2, 4):
-        p.copy_(noise / math.sqrt(p[0].numel()))
-      else:
-        p.copy_(0.5 * noise)
 
 
 def _logits(module, variables, x: torch.Tensor) -> np.ndarray:
@@ -114,7 +98,7 @@ def _with_head(backbone: torch.nn.Module, pooled: bool, seed: int):
   if not pooled:
     return backbone, lambda x: backbone(x).logits
   head = torch.nn.Linear(D, CLASSES)
-  _randomize(head, seed + 1)
+  randomize(head, seed + 1)
   return head, lambda x: head(backbone(x).pooler_output)
 
 
@@ -127,9 +111,9 @@ def google_vit(request, tmp_path_factory):
   else:
     model = ViTForImageClassification(ViTConfig(**VIT, image_size=32, patch_size=8,
                                                 num_labels=CLASSES)).eval()
-  _randomize(model, 1)
+  randomize(model, 1)
   head, forward = _with_head(model, pooled, seed=2)
-  state = _state(model)
+  state = state_dict(model)
   tensors = to_google(state, '' if pooled else 'vit.')
   hw = head.weight if pooled else model.classifier.weight
   hb = head.bias if pooled else model.classifier.bias
@@ -217,14 +201,14 @@ def test_google_r50_vit_npz_equals_hf_logits(tmp_path, pooled):
   bit = BitModel(BitConfig(layer_type='bottleneck', global_padding='SAME', depths=[1, 1, 1],
                            hidden_sizes=[256, 512, 1024],
                            embedding_dynamic_padding=True)).eval()
-  _randomize(bit, 5)
+  randomize(bit, 5)
   cfg = ViTConfig(**VIT, image_size=3, patch_size=1, num_channels=1024, num_labels=CLASSES)
   vit = (ViTModel(cfg, add_pooling_layer=True) if pooled else ViTForImageClassification(cfg))
   vit = vit.eval()
-  _randomize(vit, 6)
+  randomize(vit, 6)
   head, forward = _with_head(vit, pooled, seed=7)
-  tensors = to_google(_state(vit), '' if pooled else 'vit.')
-  tensors.update(bit_to_google(_state(bit)))
+  tensors = to_google(state_dict(vit), '' if pooled else 'vit.')
+  tensors.update(bit_to_google(state_dict(bit)))
   hw, hb = (head.weight, head.bias) if pooled else (vit.classifier.weight, vit.classifier.bias)
   tensors['head/kernel'] = hw.detach().numpy().T.copy()
   tensors['head/bias'] = hb.detach().numpy().copy()
@@ -246,9 +230,9 @@ def test_segformer_from_mit_classifier_gets_encoder_and_fresh_decoder(tmp_path):
   mit = SegformerForImageClassification(SegformerConfig(
       hidden_sizes=list(small['embed_dims']), depths=list(small['depths']),
       num_labels=10)).eval()
-  _randomize(mit, 9)
+  randomize(mit, 9)
   path = str(tmp_path / 'mit.safetensors')
-  save_file(_state(mit), path)
+  save_file(state_dict(mit), path)
   module, fitted = pretrained.fit_checkpoint('segformer_b0', path, num_classes=150, img_size=64,
                                              decoder_dim=24, **small)
   assert module.num_classes == 150

@@ -35,11 +35,11 @@ from vision import resize
 TOL = 1e-4
 
 
-def _state(model: torch.nn.Module) -> dict[str, np.ndarray]:
+def state_dict(model: torch.nn.Module) -> dict[str, np.ndarray]:
   return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
 
-def _randomize(model: torch.nn.Module, seed: int) -> None:
+def randomize(model: torch.nn.Module, seed: int) -> None:
   """Unit-scale weights: HF's init leaves too little signal (zero tables, LN at (1, 0))."""
   gen = torch.Generator().manual_seed(seed)
   with torch.no_grad():
@@ -109,15 +109,21 @@ def test_same_size_is_returned_unchanged():
 VIT_SMALL = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3)
 
 
-@pytest.fixture(scope='module')
-def hf_vit(tmp_path_factory):
-  torch.manual_seed(0)
+def hf_vit_model(seed: int = 0) -> ViTForImageClassification:
+  """A random HF ViT matching VIT_SMALL (5 classes, HF's LayerNorm ε)."""
+  torch.manual_seed(seed)
   model = ViTForImageClassification(ViTConfig(
       hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
       image_size=32, patch_size=8, num_labels=5, hidden_act='gelu')).eval()
-  _randomize(model, 0)
+  randomize(model, seed)
+  return model
+
+
+@pytest.fixture(scope='module')
+def hf_vit(tmp_path_factory):
+  model = hf_vit_model()
   path = str(tmp_path_factory.mktemp('vit') / 'vit.safetensors')
-  save_file(_state(model), path)
+  save_file(state_dict(model), path)
   return model, path
 
 
@@ -143,9 +149,9 @@ def test_hybrid_new_resolution_equals_hf_interpolate_pos_encoding(tmp_path):
   head = ViTForImageClassification(ViTConfig(
       hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
       image_size=3, patch_size=1, num_channels=1024, num_labels=5, hidden_act='gelu')).eval()
-  _randomize(head, 2)
-  state = {f'vit.embeddings.patch_embeddings.backbone.bit.{k}': v for k, v in _state(bit).items()}
-  state.update(_state(head))
+  randomize(head, 2)
+  state = {f'vit.embeddings.patch_embeddings.backbone.bit.{k}': v for k, v in state_dict(bit).items()}
+  state.update(state_dict(head))
   path = str(tmp_path / 'hybrid.safetensors')
   save_file(state, path)
   x = _images((2, 3, 51, 51), seed=4)
@@ -174,9 +180,9 @@ def test_pvt_new_resolution_equals_original_resizing(tmp_path, monkeypatch):
              num_attention_heads=[1, 2, 3, 4], num_labels=7)
   torch.manual_seed(0)
   model = PvtForImageClassification(PvtConfig(**cfg)).eval()
-  _randomize(model, 5)
+  randomize(model, 5)
   path = str(tmp_path / 'pvt.safetensors')
-  save_file(_state(model), path)
+  save_file(state_dict(model), path)
   monkeypatch.setattr(modeling_pvt.PvtPatchEmbeddings, 'interpolate_pos_encoding',
                       _original_pvt_pos_embed)
   x = _images((2, 3, 96, 80), seed=6)
@@ -188,7 +194,7 @@ def test_pvt_new_resolution_equals_original_resizing(tmp_path, monkeypatch):
   params = variables['params']
   assert params['pos_embed1'].shape == (1, 24 * 20, 16)
   assert params['pos_embed4'].shape == (1, 1 + 3 * 2, 64)
-  stored = _state(model)['pvt.encoder.patch_embeddings.3.position_embeddings']
+  stored = state_dict(model)['pvt.encoder.patch_embeddings.3.position_embeddings']
   np.testing.assert_array_equal(params['pos_embed4'][:, 0], stored[:, 0])  # class token kept
   np.testing.assert_allclose(_logits(module, variables, x), want, atol=TOL, rtol=0)
 
@@ -210,11 +216,11 @@ def _hf_swin(img_size: int, window: int, seed: int) -> SwinForImageClassificatio
 def test_swin_new_window_equals_hf_with_torch_resized_tables(tmp_path, scan):
   """Window 3 → 5 at 40 px (stages of 20 and 10 tokens): tables 5² → 9² rows."""
   source = _hf_swin(24, 3, seed=0)
-  _randomize(source, 7)
+  randomize(source, 7)
   path = str(tmp_path / 'swin.safetensors')
-  save_file(_state(source), path)
+  save_file(state_dict(source), path)
   target = _hf_swin(40, 5, seed=1)
-  state = _state(source)
+  state = state_dict(source)
   with torch.no_grad():
     for name, p in target.state_dict().items():
       if 'relative_position_index' in name:
