@@ -196,3 +196,23 @@ def test_misfit_and_bad_paths_raise_one_line(hf, tmp_path):
   for bad, match in ((dict(head='drop'), 'head'), (dict(dont_load=('(',)), 'not a regex')):
     with pytest.raises(ValueError, match=match):
       init_from.load(_cfg(hf['path'], **bad), module, fresh)
+
+
+def test_mit_workdir_initialises_segformer_encoder(tmp_path):
+  """A visopt MiT classifier run → SegFormer: encoder from the workdir, decoder fresh."""
+  small = dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), img_size=64)
+  x = np.zeros((1, 64, 64, 3), np.float32)
+  mit = vision.create_model('mit_b0', num_classes=10, **small)
+  source = jax.device_get(jax.jit(mit.init)(jax.random.PRNGKey(1), x))
+  workdir = str(tmp_path / 'mit_run')
+  _write_workdir(workdir, {7: source})
+  seg = vision.create_model('segformer_b0', num_classes=4, decoder_dim=24, **small)
+  fresh = jax.device_get(jax.jit(seg.init)(jax.random.PRNGKey(2), x))
+  variables = init_from.load(_cfg(workdir), seg, fresh)
+  got, init = _flat(variables), _flat(fresh)
+  encoder = {k: v for k, v in _flat(source).items() if not k.startswith('params/head/')}
+  assert {k.replace('/backbone/', '/', 1) for k in got if '/backbone/' in k} == set(encoder)
+  for key, value in got.items():
+    want = init[key] if key.split('/')[1] == 'decode_head' else encoder[
+        key.replace('/backbone/', '/', 1)]
+    np.testing.assert_array_equal(value, want, err_msg=key)
