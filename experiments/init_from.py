@@ -60,7 +60,8 @@ def validate(init_from: ml_collections.ConfigDict) -> None:
                      f'{", ".join(pretrained.HEAD_MODES)}.')
   dont_load = init_from.get('dont_load', ())
   if isinstance(dont_load, str):
-    raise ValueError(f'init_from.dont_load must be a list of regexes, got the string {dont_load!r}.')
+    raise ValueError(f'init_from.dont_load must be a list of regexes, got the string '
+                     f'{dont_load!r}.')
   for pattern in dont_load:
     try:
       re.compile(pattern)

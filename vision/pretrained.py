@@ -141,7 +141,7 @@ def converter_for(family: str) -> Any:
 
 def convert_tensors(tensors: dict[str, np.ndarray], family: str, module: nn.Module,
                     path: str = 'checkpoint') -> tuple[dict, list[str]]:
-  """A flat torch/Google checkpoint → (flax variables at the checkpoint's geometry, unused keys)."""
+  """A flat torch/Google checkpoint → (flax variables at its geometry, unused keys)."""
   converter = converter_for(family)
   fmt = converter.detect(tensors)
   if fmt is None:
@@ -173,6 +173,13 @@ class Fitted:
   discarded: list[str]
 
 
+HEAD_MODES = ('auto', 'reinit', 'keep')
+
+# The classifier of each family (under 'params'), zeroed by head='reinit'/'auto'.
+HEADS = {'baseline': 'head', 'vit': 'head', 'vit_hybrid': 'head', 'swin': 'head',
+         'pvt': 'head', 'mit': 'head', 'segformer': 'decode_head/classifier'}
+
+
 def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
                   fresh: Optional[dict] = None, head: str = 'auto',
                   dont_load: Sequence[str] = (), unused: Sequence[str] = ()) -> Fitted:
@@ -186,7 +193,8 @@ def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
      kernel and bias to zero (big_vision's fine-tuning head); 'auto' zeroes it
      when the checkpoint's does not fit (another class count, or a
      `pre_logits` layer the model lacks, which is then discarded) and keeps it
-     otherwise.
+     otherwise; a model without a classifier (num_classes=0) discards the
+     checkpoint's unless head='keep'.
   4. SegFormer from an ImageNet MiT classifier: the encoder is loaded, the
      whole decoder keeps its `fresh` initialisation (the SegFormer paper's
      setup; its classifier is zeroed only with head='reinit').
@@ -231,7 +239,7 @@ def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
   zero = head == 'reinit' or (head == 'auto' and head_misfit and not new_decoder)
   if drop_extra and head != 'keep':
     discarded += [k for k in got if k.startswith(extra)]
-  if zero:
+  if zero or (not head_paths and head != 'keep'):  # a headless model drops the checkpoint's
     discarded += [k for k in got if k.startswith(head_prefix) and k not in want]
   fresh_paths = {k for k in want if _matches(patterns, k)}
   if new_decoder:
@@ -261,13 +269,6 @@ def fit_variables(checkpoint: dict, module: nn.Module, family: str, *,
     out[k] = jnp.asarray(value, dtype=spec.dtype)
   return Fitted(_unflatten(out), sorted(from_file), sorted('params/' + p for p in resized),
                 zeroed, sorted(fresh_paths), sorted(discarded))
-
-
-HEAD_MODES = ('auto', 'reinit', 'keep')
-
-# The classifier of each family (under 'params'), zeroed by head='reinit'/'auto'.
-HEADS = {'baseline': 'head', 'vit': 'head', 'vit_hybrid': 'head', 'swin': 'head', 'pvt': 'head', 'mit': 'head',
-         'segformer': 'decode_head/classifier'}
 
 
 def _matches(patterns: list[re.Pattern], path: str) -> bool:

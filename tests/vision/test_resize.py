@@ -150,7 +150,8 @@ def test_hybrid_new_resolution_equals_hf_interpolate_pos_encoding(tmp_path):
       hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
       image_size=3, patch_size=1, num_channels=1024, num_labels=5, hidden_act='gelu')).eval()
   randomize(head, 2)
-  state = {f'vit.embeddings.patch_embeddings.backbone.bit.{k}': v for k, v in state_dict(bit).items()}
+  stem = 'vit.embeddings.patch_embeddings.backbone.bit.'
+  state = {stem + k: v for k, v in state_dict(bit).items()}
   state.update(state_dict(head))
   path = str(tmp_path / 'hybrid.safetensors')
   save_file(state, path)

@@ -23,7 +23,8 @@ a leading [L] axis; it is split into blocks 0 … L−1.
 The hybrid's ResNet (BiT) root and stages:
 
     conv_root/kernel, gn_root/{scale, bias}            → stem/stem_conv, stem_norm
-    blockS/unitU/conv{1,2,3}/kernel, gn{1,2,3}/*       → stem/stages_{S−1}_{U−1}/conv{n}, norm{n}
+    blockS/unitU/conv{1,2,3}/kernel, gn{1,2,3}/*       → stem/stages_{S−1}_{U−1}/conv{n},
+                                                         norm{n}
     blockS/unitU/conv_proj/kernel, gn_proj/*           → …/downsample_conv, downsample_norm
 
 GroupNorm parameters of pre-linen files are stored as [1, 1, 1, C] and are
