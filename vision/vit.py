@@ -117,6 +117,8 @@ class VisionTransformer(nn.Module):
     hybrid_depths: ResNetV2 stage depths of the hybrid stem, None for plain ViT.
     scan_blocks: run the blocks as one `nn.scan`; remat: rematerialise them.
     norm_eps: ε of every LayerNorm.
+    representation_size: width of the `pre_logits` layer, tanh(W·y + b) before the
+      head (the paper's pre-training head); None: no such layer.
   """
   num_classes: int = 1000
   img_size: Any = 224
@@ -135,6 +137,7 @@ class VisionTransformer(nn.Module):
   scan_blocks: bool = False
   remat: bool = False
   norm_eps: float = 1e-6
+  representation_size: Optional[int] = None
 
   def grid_size(self) -> tuple[int, int]:
     """Token grid (H', W'): img/P for ViT, the stem's feature map / P for the hybrid."""
@@ -205,6 +208,8 @@ class VisionTransformer(nn.Module):
     else:
       x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype,
                        name='fc_norm')(x[:, 1:].mean(axis=1))
+    if self.representation_size:
+      x = jnp.tanh(nn.Dense(self.representation_size, dtype=self.dtype, name='pre_logits')(x))
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.dense_init,
                  name='head')(x)

@@ -425,7 +425,7 @@ def test_misfit_checkpoint_lists_keys(small_hf):
   _, _, path, _, _ = small_hf
   with pytest.raises(ValueError, match=r'(?s)missing.*layers_2_blocks_2.*mis-shaped.*layers_0'):
     vision.load_pretrained('swin_tiny_patch4_window7_224', path,
-                           **{**SMALL, 'depths': (2, 2, 4), 'window_size': 4})
+                           **{**SMALL, 'depths': (2, 2, 4), 'num_heads': (2, 2, 4)})
 
 
 def test_detect_rejects_other_families():

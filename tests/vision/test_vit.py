@@ -23,6 +23,7 @@ from transformers import ViTForImageClassification
 
 import vision
 from vision import layers
+from vision import resize
 from vision import resnetv2
 from vision import vit
 from vision.weights import vit as vit_weights
@@ -261,7 +262,7 @@ def test_resize_pos_embed_matches_torch_bicubic(old, new):
   rng = np.random.default_rng(0)
   pos = rng.standard_normal((1, 1 + old * old, 8)).astype(np.float32)
   grid = (new, new) if isinstance(new, int) else new
-  got = vit_weights.resize_pos_embed(pos, grid)
+  got = resize.resize_pos_embed(pos, grid)
   ref = torch.nn.functional.interpolate(
       torch.from_numpy(pos[:, 1:].reshape(1, old, old, 8)).permute(0, 3, 1, 2),
       size=grid, mode='bicubic', align_corners=False).permute(0, 2, 3, 1).reshape(1, -1, 8)
@@ -276,7 +277,7 @@ def test_misfit_checkpoint_lists_missing_unexpected_misshaped(small_vit, tmp_pat
   path = str(tmp_path / 'bad.safetensors')
   save_file(state, path)
   with pytest.raises(ValueError) as err:
-    vision.load_pretrained('vit_tiny_patch16_224', path, **SMALL, num_classes=7)
+    vision.load_pretrained('vit_tiny_patch16_224', path, **SMALL, num_classes=7, head='keep')
   msg = str(err.value)
   assert 'missing' in msg and 'blocks_1/mlp/fc2/bias' in msg
   assert 'unexpected' in msg and 'vit.pooler.dense.weight' in msg

@@ -16,10 +16,9 @@ out), conv (O, I, kh, kw) → (kh, kw, I, O) (also depthwise: (C, 1, k, k) →
 (k, k, 1, C)), LayerNorm/BatchNorm weight → scale, running statistics →
 `batch_stats` (docs/references.md item 12).
 
-Position embeddings whose grid differs from the model's (another `img_size`)
-are resized bilinearly with half-pixel centres and no antialiasing, what the
-original `_get_pos_embed` does with `F.interpolate(mode='bilinear')`; the
-stage-4 class-token entry is kept as it is.
+Position embeddings are returned at the checkpoint's grids; `load_pretrained`
+resizes them to the module's (bilinear, as the original `_get_pos_embed`;
+`vision.resize`).
 
 HF PVT uses LayerNorm eps 1e-6 everywhere while the original (and our default)
 uses 1e-5 in the patch-embedding and spatial-reduction norms: HF checkpoints
@@ -31,8 +30,6 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 # Module overrides that reproduce HF PvtForImageClassification exactly.
@@ -130,23 +127,6 @@ def torch_to_flax(tensors: Mapping[str, np.ndarray],
   return result
 
 
-def resize_grid(embed: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-  """[1, g·g, C] position embeddings → [1, H·W, C] by bilinear resizing.
-
-  Half-pixel centres, no antialiasing (torch `F.interpolate(mode='bilinear',
-  align_corners=False)`). The source grid must be square.
-  """
-  n, c = embed.shape[1], embed.shape[2]
-  if n == grid[0] * grid[1]:
-    return embed
-  g = int(round(np.sqrt(n)))
-  if g * g != n:
-    raise ValueError(f'Cannot resize {n} position embeddings: not a square grid.')
-  x = jnp.asarray(embed, jnp.float32).reshape(1, g, g, c)
-  x = jax.image.resize(x, (1, grid[0], grid[1], c), 'bilinear', antialias=False)
-  return np.asarray(x).reshape(1, grid[0] * grid[1], c)
-
-
 def detect(tensors: Mapping[str, np.ndarray]) -> Optional[str]:
   """'hf', 'original' or None."""
   keys = set(tensors)
@@ -178,21 +158,11 @@ def _module_path(module: str) -> str:
 
 def to_flax(tensors: Mapping[str, np.ndarray], fmt: str, module: Any) -> dict[str, Any]:
   """Flax variables for `module` (a `vision.pvt.PVT`) from a PVT checkpoint."""
-  variables = torch_to_flax(to_original_names(tensors, fmt), _module_path)
-  params = variables.get('params', {})
-  grids = module.grid_sizes()
-  for i, grid in enumerate(grids):
-    key = f'pos_embed{i + 1}'
-    if key not in params:
-      continue
-    embed = params[key]
-    if i == len(grids) - 1:  # class token first, kept as is
-      params[key] = np.concatenate([embed[:, :1], resize_grid(embed[:, 1:], grid)], axis=1)
-    else:
-      params[key] = resize_grid(embed, grid)
-  return variables
+  del module  # every shape follows from the checkpoint; the loader resizes the grids
+  return torch_to_flax(to_original_names(tensors, fmt), _module_path)
 
 
-def default_overrides(fmt: str) -> dict:
+def default_overrides(fmt: str, tensors: Mapping[str, np.ndarray]) -> dict:
   """HF checkpoints imply HF's LayerNorm eps; other namings use ours."""
+  del tensors
   return dict(HF_OVERRIDES) if fmt == 'hf' else {}

@@ -13,7 +13,9 @@ Recognised namings:
   (`backbone.patch_embed1.proj`, `decode_head.linear_c4.proj`,
   `decode_head.linear_fuse.conv`/`.bn`, `decode_head.linear_pred`) and the
   ImageNet MiT classifiers (`patch_embed1.proj`, `block1.0.attn.kv`, `head`).
-  mmseg's unused `decode_head.conv_seg` is ignored.
+  mmseg's unused `decode_head.conv_seg` is ignored, and so is the ImageNet
+  classifier `head` when a MiT classifier initialises SegFormer's encoder (the
+  SegFormer paper's setup; the decoder then starts from its initialisation).
 
 Everything is renamed to the original naming (HF's separate k/v projections
 fused into `kv`, K rows first), then converted by
@@ -102,6 +104,13 @@ def detect(tensors: Mapping[str, np.ndarray]) -> Optional[str]:
   return None
 
 
+def decoder_classes(tensors: Mapping[str, np.ndarray], fmt: str) -> Optional[int]:
+  """Segmentation classes of the checkpoint's decoder; None without a decoder
+  (an ImageNet MiT classifier, whose encoder SegFormer starts from)."""
+  key = 'decode_head.classifier.weight' if fmt == 'hf' else 'decode_head.linear_pred.weight'
+  return int(tensors[key].shape[0]) if key in tensors else None
+
+
 def num_classes(tensors: Mapping[str, np.ndarray], fmt: str) -> Optional[int]:
   """Segmentation classes if the checkpoint has a decoder, else classifier
   width; 0 for a bare encoder."""
@@ -143,6 +152,8 @@ def to_flax(tensors: Mapping[str, np.ndarray], fmt: str, module: Any) -> dict[st
     raise ValueError('SegFormer checkpoints load into the built-in MiT encoder only; '
                      f'this module has backbone={type(module.backbone).__name__}.')
   tensors = to_original_names(tensors, fmt)
+  if segmentation:  # an ImageNet MiT classifier's head has no place in SegFormer
+    tensors = {k: v for k, v in tensors.items() if not k.startswith('head.')}
   squeeze = ('decode_head.linear_fuse.weight', 'decode_head.classifier.weight')
   tensors = {k: (v.reshape(v.shape[:2]) if k in squeeze and np.ndim(v) == 4 else v)
              for k, v in tensors.items()}
@@ -158,6 +169,7 @@ def to_flax(tensors: Mapping[str, np.ndarray], fmt: str, module: Any) -> dict[st
   return pvt_weights.torch_to_flax(tensors, module_path)
 
 
-def default_overrides(fmt: str) -> dict:
+def default_overrides(fmt: str, tensors: Mapping[str, np.ndarray]) -> dict:
   """HF checkpoints imply HF's LayerNorm eps; other namings use ours."""
+  del tensors
   return dict(HF_OVERRIDES) if fmt == 'hf' else {}

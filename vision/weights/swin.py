@@ -21,8 +21,9 @@ The deterministic buffers `relative_position_index` and `attn_mask` are
 skipped (the model recomputes them). Layout changes: Linear (out, in) →
 kernel (in, out); Conv (O, I, kh, kw) → (kh, kw, I, O); HF's separate q/k/v
 are concatenated in the [q | k | v] order of the fused `qkv` kernel.
-Relative-bias tables are copied as they are whatever the model's `img_size`
-(their shape depends only on the window, see `vision.swin`).
+Relative-bias tables are copied as they are: their shape depends only on the
+window (see `vision.swin`), and `load_pretrained` resizes them bicubically
+for a model with another `window_size` (`vision.resize`).
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ Naming conventions recognised (detected from the keys):
   `intermediate.dense`, `output.dense`). The hybrid's stem is a `BitModel`
   under `vit.embeddings.patch_embeddings.backbone.bit.` (ViTHybrid naming);
   `convert_bit` maps a bare `BitModel` state dict onto `vision.resnetv2`.
+* 'google': the `.npz` naming of google-research/vision_transformer and
+  big_vision (`vision.weights.vit_google`).
 * 'timm': `VisionTransformer` (`cls_token`, `pos_embed`, `patch_embed.proj`,
   `blocks.N.attn.qkv` fused [3D, D], `blocks.N.attn.proj`, `blocks.N.mlp.fc{1,2}`,
   `norm` or `fc_norm`, `head`), hybrids with `patch_embed.backbone.{stem,stages}`.
@@ -16,10 +18,8 @@ Naming conventions recognised (detected from the keys):
 Layouts: torch Linear weights are [out, in] and flax kernels [in, out]
 (transpose); conv weights OIHW → HWIO; HF's separate q, k, v projections are
 concatenated into our fused `qkv` (rows [q; k; v], as timm stores them).
-Position embeddings are resized to the module's token grid by bicubic
-interpolation of the grid part only (the class token's entry is kept), with
-torch's `interpolate(mode='bicubic', align_corners=False)` kernel (a = −0.75)
-as timm and HF use.
+Position embeddings are returned at the checkpoint's grid; `load_pretrained`
+resizes them to the module's (`vision.resize`).
 
 HuggingFace's ViT (and ViTHybrid) LayerNorms use ε = 1e-12 (`ViTConfig.
 layer_norm_eps`, also in the published google/vit-* configs) where timm and
@@ -29,11 +29,12 @@ so `load_pretrained` reproduces the HF model unless the caller passes
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Optional
 
 import numpy as np
+
+from vision.weights import vit_google
 
 _HF_LEGACY = (
     ('vit.encoder.layer.', 'vit.layers.'),
@@ -49,8 +50,10 @@ _TIMM_STEM = 'patch_embed.backbone.'
 
 
 def detect(tensors: dict[str, np.ndarray]) -> Optional[str]:
-  """'hf' or 'timm' from the key names, None if this is not a ViT checkpoint."""
+  """'hf', 'timm' or 'google' from the key names, None if this is not a ViT checkpoint."""
   keys = set(tensors)
+  if vit_google.detect(tensors):
+    return 'google'
   if any(k.startswith(('vit.embeddings.', 'embeddings.patch_embeddings.')) for k in keys):
     return 'hf'
   if 'cls_token' in keys and 'pos_embed' in keys and any(
@@ -62,13 +65,21 @@ def detect(tensors: dict[str, np.ndarray]) -> Optional[str]:
 HF_OVERRIDES = {'norm_eps': 1e-12}
 
 
-def default_overrides(fmt: str) -> dict:
-  """HF checkpoints imply HF's LayerNorm ε; timm naming uses ours (1e-6)."""
-  return dict(HF_OVERRIDES) if fmt == 'hf' else {}
+def default_overrides(fmt: str, tensors: dict[str, np.ndarray]) -> dict:
+  """HF checkpoints imply HF's LayerNorm ε; timm and Google naming use ours (1e-6).
+
+  A Google checkpoint with a `pre_logits` layer implies its `representation_size`.
+  """
+  if fmt == 'hf':
+    return dict(HF_OVERRIDES)
+  size = vit_google.representation_size(tensors) if fmt == 'google' else None
+  return {'representation_size': size} if size else {}
 
 
 def num_classes(tensors: dict[str, np.ndarray], fmt: str) -> Optional[int]:
-  """Rows of the classifier weight (`classifier` in HF, `head` in timm)."""
+  """Rows of the classifier weight (`classifier` in HF, `head` in timm and Google's)."""
+  if fmt == 'google':
+    return vit_google.num_classes(tensors)
   key = 'classifier.weight' if fmt == 'hf' else 'head.weight'
   return int(tensors[key].shape[0]) if key in tensors else None
 
@@ -134,49 +145,6 @@ def _conv(w: Optional[np.ndarray]) -> Optional[np.ndarray]:
 
 def _cat(*parts: Optional[np.ndarray]) -> Optional[np.ndarray]:
   return None if any(p is None for p in parts) else np.concatenate(parts, axis=0)
-
-
-def bicubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
-  """[n_out, n_in] matrix of torch's 1-D bicubic resize (align_corners=False).
-
-  Output o samples the input at s = (o + ½)·n_in/n_out − ½ with Keys' cubic
-  kernel (a = −0.75) on the four neighbours ⌊s⌋−1…⌊s⌋+2, indices clamped to
-  the border, exactly as `torch.nn.functional.interpolate` does it.
-  """
-  def kernel(d: float) -> float:
-    d = abs(d)
-    if d <= 1:
-      return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
-    if d < 2:
-      return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a
-    return 0.0
-
-  m = np.zeros((n_out, n_in), np.float64)
-  scale = n_in / n_out
-  for o in range(n_out):
-    s = (o + 0.5) * scale - 0.5
-    i0 = math.floor(s)
-    t = s - i0
-    for k in range(-1, 3):
-      m[o, min(max(i0 + k, 0), n_in - 1)] += kernel(k - t)
-  return m
-
-
-def resize_pos_embed(pos: np.ndarray, grid: tuple[int, int], num_prefix: int = 1) -> np.ndarray:
-  """[1, prefix + h·w, D] → [1, prefix + H·W, D]: bicubic on the grid, prefix kept.
-
-  The checkpoint's grid is taken to be square (as every released ViT's is).
-  """
-  prefix, old = pos[:, :num_prefix], pos[0, num_prefix:]
-  side = int(round(math.sqrt(old.shape[0])))
-  if side * side != old.shape[0]:
-    raise ValueError(f'Position embedding with {old.shape[0]} grid entries is not a square grid.')
-  if (side, side) == tuple(grid):
-    return pos
-  old = old.reshape(side, side, -1).astype(np.float64)
-  new = np.einsum('oh,hwd,pw->opd', bicubic_matrix(side, grid[0]), old,
-                  bicubic_matrix(side, grid[1]))
-  return np.concatenate([prefix, new.reshape(1, -1, pos.shape[-1]).astype(pos.dtype)], axis=1)
 
 
 def convert_bit(tensors: dict[str, np.ndarray], prefix: str = '',
@@ -264,6 +232,8 @@ def _block_count(r: _Reader, pattern: str) -> int:
 
 def to_flax(tensors: dict[str, np.ndarray], fmt: str, module: Any) -> dict:
   """Flax variables of a `VisionTransformer` (plain or hybrid) from a ViT checkpoint."""
+  if fmt == 'google':
+    return vit_google.to_flax(tensors, module)
   if fmt == 'hf':
     r = _Reader(tensors, _normalise_hf(tensors))
     pre = 'vit.embeddings.'
@@ -288,7 +258,7 @@ def to_flax(tensors: dict[str, np.ndarray], fmt: str, module: Any) -> dict:
     stem = _convert_timm_stem(tensors, r.used) if any(
         k.startswith(_TIMM_STEM) for k in tensors) else None
   else:
-    raise ValueError(f'Unknown ViT checkpoint format {fmt!r}; valid: hf, timm.')
+    raise ValueError(f'Unknown ViT checkpoint format {fmt!r}; valid: hf, timm, google.')
 
   params: dict = {}
   if stem:
@@ -296,8 +266,6 @@ def to_flax(tensors: dict[str, np.ndarray], fmt: str, module: Any) -> dict:
   _put(params, 'patch_embed/kernel', _conv(patch_w))
   _put(params, 'patch_embed/bias', patch_b)
   _put(params, 'cls_token', cls)
-  if pos is not None:
-    pos = resize_pos_embed(pos, module.grid_size())
   _put(params, 'pos_embed', pos)
   for i, block in enumerate(blocks):
     params[f'blocks_{i}'] = block
