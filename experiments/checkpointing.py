@@ -18,6 +18,7 @@ newest intact one.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -50,19 +51,22 @@ def checksums(state: Any) -> dict[str, int]:
 class Checkpointer:
   """Saves and restores host (numpy) copies of the train state."""
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False):
     if keep < 1:
       raise ValueError(f'keep_checkpoints={keep!r}; must be ≥ 1')
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
     self._keep = keep
+    self._async = async_save
+    self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
+    self._hasher = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
     self._manager = self._open()
 
   def _open(self) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=self._keep, create=True, enable_async_checkpointing=False,
+            max_to_keep=self._keep, create=True, enable_async_checkpointing=self._async,
             cleanup_tmp_directories=True))
 
   def latest_step(self) -> Optional[int]:
@@ -75,15 +79,40 @@ class Checkpointer:
     return os.path.join(self.directory, str(step))
 
   def save(self, step: int, state: Any) -> None:
-    """Writes `state` (host arrays) as checkpoint `step`; returns when it is on disk."""
-    state = jax.tree.map(np.asarray, state)
+    """Writes `state` (host arrays) as checkpoint `step`.
+
+    Synchronous: returns when the step is on disk. Asynchronous: returns once
+    orbax holds its own copy of the arrays; the write, and the checksums
+    computed on a worker thread, finish in the background (`wait`).
+    """
+    # A copy: the caller's host arrays may alias device buffers the next step reuses.
+    state = jax.tree.map(lambda x: np.array(x, copy=True), state)
+    self._finish_pending()
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    if self._async:
+      self._pending = (step, self._hasher.submit(checksums, state))
+    else:
+      self._manager.wait_until_finished()
+      self._write_checksums(step, checksums(state))
+
+  def wait(self) -> None:
+    """Blocks until every save has been committed to disk with its checksums."""
+    self._finish_pending()
+
+  def _finish_pending(self) -> None:
     self._manager.wait_until_finished()
-    if jax.process_index() == 0:
-      tmp = os.path.join(self.path(step), CHECKSUM_FILE + '.tmp')
-      with open(tmp, 'w') as f:
-        json.dump(checksums(state), f)
-      os.replace(tmp, os.path.join(self.path(step), CHECKSUM_FILE))
+    if self._pending is not None:
+      step, sums = self._pending
+      self._pending = None
+      self._write_checksums(step, sums.result())
+
+  def _write_checksums(self, step: int, sums: dict[str, int]) -> None:
+    if jax.process_index() != 0 or not os.path.isdir(self.path(step)):
+      return
+    tmp = os.path.join(self.path(step), CHECKSUM_FILE + '.tmp')
+    with open(tmp, 'w') as f:
+      json.dump(sums, f)
+    os.replace(tmp, os.path.join(self.path(step), CHECKSUM_FILE))
 
   def restore(self, step: int, target: Any) -> Any:
     """Checkpoint `step` in the structure (and dtypes) of `target`.
@@ -143,6 +172,7 @@ class Checkpointer:
   def _move_aside(self, step: int) -> str:
     if jax.process_index() != 0:  # process 0 moves it; the others only skip it
       return self.path(step)
+    self._finish_pending()
     self._manager.close()
     dest_dir = os.path.join(self.workdir, DAMAGED_DIR)
     os.makedirs(dest_dir, exist_ok=True)
@@ -156,7 +186,11 @@ class Checkpointer:
     return dest
 
   def close(self) -> None:
+    """Waits for pending saves, then releases orbax's resources."""
+    self._finish_pending()
     self._manager.close()
+    if self._hasher is not None:
+      self._hasher.shutdown()
 
 
 @contextlib.contextmanager

@@ -121,3 +121,21 @@ def test_lock_refuses_a_second_live_holder_and_names_its_pid(tmp_path):
   finally:
     if holder.poll() is None:
       holder.kill()
+
+
+def test_async_saves_equal_sync_saves_and_carry_checksums(tmp_path):
+  sync = _saved(tmp_path / 'sync')
+  ckpt = checkpointing.Checkpointer(str(tmp_path / 'async'), keep=5, async_save=True)
+  for s in (1, 2, 3):
+    state = _state(s)
+    ckpt.save(s, state)
+    state['params']['w'][:] = -1.0  # the caller reuses its buffers at once
+  ckpt.wait()
+  assert ckpt.all_steps() == sync.all_steps() == [1, 2, 3]
+  for s in (1, 2, 3):
+    a, b = ckpt.restore(s, _state(0)), sync.restore(s, _state(0))
+    np.testing.assert_array_equal(a['params']['w'], b['params']['w'])
+    assert os.path.exists(os.path.join(ckpt.path(s), checkpointing.CHECKSUM_FILE))
+  ckpt.save(4, _state(4))
+  ckpt.close()  # waits for the last save
+  assert checkpointing.Checkpointer(str(tmp_path / 'async')).restore_latest(_state(0))[0] == 4
