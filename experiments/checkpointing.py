@@ -1,4 +1,4 @@
-"""Checkpoints of the train state with orbax: periodic, final, keep the last k, atomic.
+"""Checkpoints of the train state with orbax: periodic, final, keep the last k, atomic, verified.
 
 Orbax writes each step into a temporary directory and renames it into place
 when complete (`<workdir>/checkpoints/<step>/`), so a run killed mid-save
@@ -7,30 +7,66 @@ stored with TensorStore (no pickle). The whole train state — step,
 parameters, optimizer state, model state (BatchNorm statistics) — is saved;
 everything else a resumed run needs (data order, random keys) is a pure
 function of the seed and the step.
+
+Beside the arrays each step holds `checksums.json`: the CRC-32 of every
+leaf's bytes, written once orbax has committed the step. A restore recomputes
+them, so a checkpoint whose files were truncated or overwritten after the
+fact (a full disk, a copy gone wrong, bit rot) is recognised as damaged
+rather than resumed from. `restore_latest` moves a damaged step aside into
+`<workdir>/checkpoints.damaged/` (never deletes it) and falls back to the
+newest intact one.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import json
+import logging
 import os
-from typing import Any, Optional
+import shutil
+import time
+import zlib
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = 'checkpoints'
+DAMAGED_DIR = 'checkpoints.damaged'
+CHECKSUM_FILE = 'checksums.json'
+
+
+class DamagedCheckpointError(RuntimeError):
+  """Checkpoints exist but none of them can be restored."""
+
+
+def checksums(state: Any) -> dict[str, int]:
+  """CRC-32 of every leaf's bytes, keyed by the leaf's '/'-joined path."""
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  return {jax.tree_util.keystr(path): zlib.crc32(np.ascontiguousarray(leaf).tobytes())
+          for path, leaf in leaves}
 
 
 class Checkpointer:
   """Saves and restores host (numpy) copies of the train state."""
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False):
     if keep < 1:
       raise ValueError(f'keep_checkpoints={keep!r}; must be ≥ 1')
-    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-    self._manager = ocp.CheckpointManager(
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+    self._keep = keep
+    self._async = async_save
+    self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
+    self._hasher = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
+    self._manager = self._open()
+
+  def _open(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False,
+            max_to_keep=self._keep, create=True, enable_async_checkpointing=self._async,
             cleanup_tmp_directories=True))
 
   def latest_step(self) -> Optional[int]:
@@ -43,16 +79,127 @@ class Checkpointer:
     return os.path.join(self.directory, str(step))
 
   def save(self, step: int, state: Any) -> None:
-    """Writes `state` (host arrays) as checkpoint `step`; returns when it is on disk."""
-    state = jax.tree.map(np.asarray, state)
+    """Writes `state` (host arrays) as checkpoint `step`.
+
+    Synchronous: returns when the step is on disk. Asynchronous: returns once
+    orbax holds its own copy of the arrays; the write, and the checksums
+    computed on a worker thread, finish in the background (`wait`).
+    """
+    # A copy: the caller's host arrays may alias device buffers the next step reuses.
+    state = jax.tree.map(lambda x: np.array(x, copy=True), state)
+    self._finish_pending()
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    if self._async:
+      self._pending = (step, self._hasher.submit(checksums, state))
+    else:
+      self._manager.wait_until_finished()
+      self._write_checksums(step, checksums(state))
+
+  def wait(self) -> None:
+    """Blocks until every save has been committed to disk with its checksums."""
+    self._finish_pending()
+
+  def _finish_pending(self) -> None:
     self._manager.wait_until_finished()
+    if self._pending is not None:
+      step, sums = self._pending
+      self._pending = None
+      self._write_checksums(step, sums.result())
+
+  def _write_checksums(self, step: int, sums: dict[str, int]) -> None:
+    if jax.process_index() != 0 or not os.path.isdir(self.path(step)):
+      return
+    tmp = os.path.join(self.path(step), CHECKSUM_FILE + '.tmp')
+    with open(tmp, 'w') as f:
+      json.dump(sums, f)
+    os.replace(tmp, os.path.join(self.path(step), CHECKSUM_FILE))
 
   def restore(self, step: int, target: Any) -> Any:
-    """Checkpoint `step` in the structure (and dtypes) of `target`."""
+    """Checkpoint `step` in the structure (and dtypes) of `target`.
+
+    Raises:
+      ValueError: the step's arrays do not match its recorded checksums.
+      Exception: whatever orbax raises for files it cannot read.
+    """
     target = jax.tree.map(np.asarray, target)
     restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
-    return jax.tree.map(np.asarray, restored)
+    restored = jax.tree.map(np.asarray, restored)
+    recorded_path = os.path.join(self.path(step), CHECKSUM_FILE)
+    if os.path.exists(recorded_path):
+      with open(recorded_path) as f:
+        recorded = json.load(f)
+      bad = [k for k, v in checksums(restored).items() if recorded.get(k) != v]
+      if bad:
+        raise ValueError(f'{len(bad)} array(s) differ from their recorded checksums '
+                         f'(first: {bad[0]})')
+    return restored
+
+  def restore_latest(self, target: Any, log: Callable[[str], None] = print
+                     ) -> tuple[int, Any]:
+    """(step, state) of the newest checkpoint that restores intact; (0, target) if none exist.
+
+    Each damaged step on the way is moved aside into `<workdir>/checkpoints.damaged/`
+    and reported with one `log` line.
+
+    Raises:
+      DamagedCheckpointError: there were checkpoints and none of them is intact.
+    """
+    damaged = []
+    for step in reversed(self._steps_on_disk()):
+      try:
+        with _absl_errors_silenced():
+          return step, self.restore(step, target)
+      except Exception as e:  # pylint: disable=broad-except  (any unreadable checkpoint)
+        reason = ' '.join(str(e).split())[:200] or type(e).__name__
+        moved = self._move_aside(step)
+        damaged.append(moved)
+        log(f'checkpoint {self.path(step)} is damaged ({type(e).__name__}: {reason}); '
+            f'moved it to {moved}; trying an older one')
+    if damaged:
+      raise DamagedCheckpointError(
+          f'no intact checkpoint in {self.directory}: the damaged ones were moved to '
+          f'{os.path.join(self.workdir, DAMAGED_DIR)}; restore one by hand or start a new '
+          'workdir')
+    return 0, target
+
+  def _steps_on_disk(self) -> list[int]:
+    """Committed step directories, read from disk (orbax's own listing may need metadata)."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(n) for n in os.listdir(self.directory)
+                  if n.isdigit() and os.path.isdir(os.path.join(self.directory, n)))
+
+  def _move_aside(self, step: int) -> str:
+    if jax.process_index() != 0:  # process 0 moves it; the others only skip it
+      return self.path(step)
+    self._finish_pending()
+    self._manager.close()
+    dest_dir = os.path.join(self.workdir, DAMAGED_DIR)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')
+    suffix = 0
+    while os.path.exists(dest + (f'.{suffix}' if suffix else '')):
+      suffix += 1
+    dest += f'.{suffix}' if suffix else ''
+    shutil.move(self.path(step), dest)
+    self._manager = self._open()
+    return dest
 
   def close(self) -> None:
+    """Waits for pending saves, then releases orbax's resources."""
+    self._finish_pending()
     self._manager.close()
+    if self._hasher is not None:
+      self._hasher.shutdown()
+
+
+@contextlib.contextmanager
+def _absl_errors_silenced() -> Iterator[None]:
+  """Silences absl's ERROR lines (orbax logs every unreadable file) while probing a step."""
+  logger = logging.getLogger('absl')
+  level = logger.level
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)

@@ -1,0 +1,61 @@
+"""One live run per workdir: an advisory `fcntl.flock` on `<workdir>/.lock`.
+
+The lock file holds the holder's pid and host. The kernel drops a flock when
+its process dies, however it dies (SIGKILL included), so a lock left by a
+killed run is stale by construction: the next run takes it over and rewrites
+the pid. A second process on a workdir whose holder is alive is refused with
+a `WorkdirBusyError` naming that pid.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from typing import Optional
+
+LOCK_FILE = '.lock'
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another live process holds the workdir."""
+
+
+class WorkdirLock:
+  """Holds `<workdir>/.lock` from `acquire()` until `release()` (or process exit)."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._fd: Optional[int] = None
+
+  def acquire(self) -> 'WorkdirLock':
+    """Takes the lock (the workdir must exist).
+
+    Raises:
+      WorkdirBusyError: a live process holds it; the message names its pid.
+    """
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 256).decode(errors='replace').strip() or 'an unknown process'
+      os.close(fd)
+      raise WorkdirBusyError(
+          f'workdir {os.path.dirname(self.path)!r} is in use by a live run ({holder}); wait '
+          'for it to finish or choose another --workdir') from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f'pid {os.getpid()} on {socket.gethostname()}\n'.encode())
+    os.fsync(fd)
+    self._fd = fd
+    return self
+
+  def release(self) -> None:
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+  def __enter__(self) -> 'WorkdirLock':
+    return self.acquire()
+
+  def __exit__(self, *exc) -> None:
+    self.release()
