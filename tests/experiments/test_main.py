@@ -44,7 +44,7 @@ def comparable(records):
 
 @pytest.mark.parametrize('args,expected', [
     (['--config.model.name=resnet_nope'], "Unknown model name 'resnet_nope'"),
-    (['--config.optimizer.name=adamm'], "unknown optimizer name='adamm'"),
+    (['--config.optimizer.name=adamm'], "optimizer.name='adamm'; valid: "),
     (['--config.batch_size=60'], 'batch_size=60 is not divisible by the 8 device(s)'),
     (['--config.model.overrides.patch_size=3'], 'patch_size=3 does not tile'),
     (['--config.data.image_size=9'], 'does not tile img_size=9'),
