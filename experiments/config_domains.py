@@ -130,11 +130,15 @@ _BY_TYPE: dict[type, Domain] = {int: COUNT, float: FINITE, bool: BOOL, str: STR,
                                 tuple: COUNTS}
 
 
-def knob_domain(name: str, knob_type: type, default: Any = None) -> Optional[Domain]:
-  """The domain of a model field / optimizer or schedule keyword (None: not checked here,
-  e.g. a literal such as optimizer.lr_mult that its consumer checks)."""
+def knob_domain(name: str, knob_type: type, default: Any = None, by_type: bool = True
+                ) -> Optional[Domain]:
+  """The domain of a model field / optimizer or schedule keyword, by name, else (when
+  `by_type`) by type; None: not checked here (e.g. optimizer.lr_mult, which the trainer
+  matches against the parameters)."""
   if name in _BY_NAME:
     domain = _BY_NAME[name]
+  elif not by_type:
+    return None
   elif knob_type is tuple and isinstance(default, tuple) and any(
       isinstance(v, float) for v in default):
     domain = POSITIVE_FLOATS

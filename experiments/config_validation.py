@@ -49,8 +49,10 @@ def knob_domains(config: ml_collections.ConfigDict) -> dict[str, domains.Domain]
   for name, knob in config_schema.model_knobs(config.model.name).items():
     out[f'model.overrides.{name}'] = domains.knob_domain(name, knob.type, knob.default)
   for name, knob in config_schema.optimizer_knobs(config.optimizer.name).items():
-    out[f'optimizer.{name}'] = (domains.linesearch_domain() if name == 'linesearch' else
-                                domains.knob_domain(name, knob.type, knob.default))
+    out[f'optimizer.{name}'] = (
+        domains.linesearch_domain() if name == 'linesearch' else
+        domains.knob_domain(name, knob.type, knob.default,
+                            by_type=name not in config_schema.RESERVED_OPTIMIZER_KEYS))
   for name, knob in config_schema.schedule_knobs(config.schedule.name).items():
     out[f'schedule.{name}'] = domains.knob_domain(name, knob.type, knob.default)
   return {k: v for k, v in out.items() if v is not None}
