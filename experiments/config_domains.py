@@ -6,6 +6,9 @@ smoothing) lie in [0, 1]; momentum, betas and averaging decays in [0, 1);
 eps > 0; enum-like strings belong to their set. Model fields, optimizer
 hyper-parameters and schedule keywords get their domain from their name
 (`_BY_NAME`) or, failing that, from their type (int: a count, float: finite).
+A model field's domain is the widest any registered model accepts (MLP depth
+0 is a linear model, Swin num_classes 0 returns features); the model's own
+`validate()` narrows it when the model is built, still before anything runs.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ class Domain:
   hi_open: bool = False
   choices: Optional[tuple[str, ...]] = None
   optional: bool = False
+  allow_empty: bool = False  # tuples
 
   def _number_ok(self, x: Any) -> bool:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -50,7 +54,7 @@ class Domain:
     if self.kind in ('ints', 'floats', 'size'):
       if self.kind == 'size' and isinstance(value, int):
         return self._number_ok(value)
-      if not isinstance(value, (tuple, list)) or not value:
+      if not isinstance(value, (tuple, list)) or not (value or self.allow_empty):
         return False
       whole = self.kind != 'floats'
       return all((isinstance(v, int) or not whole) and self._number_ok(v) for v in value)
@@ -64,9 +68,10 @@ class Domain:
     elif self.kind == 'str':
       body = ('one of ' + ', '.join(self.choices)) if self.choices is not None else 'a string'
     else:
+      some = 'a' if self.allow_empty else 'a non-empty'
       noun = {'int': 'an integer', 'float': 'a finite number',
-              'ints': 'a non-empty tuple of integers',
-              'floats': 'a non-empty tuple of finite numbers',
+              'ints': f'{some} tuple of integers',
+              'floats': f'{some} tuple of finite numbers',
               'size': 'an integer or a tuple of integers'}[self.kind]
       bounds = []
       if self.lo is not None:
@@ -115,7 +120,8 @@ _BY_NAME: dict[str, Domain] = {
     # non-negative amounts
     'weight_decay': NON_NEGATIVE, 'initial_accumulator_value': NON_NEGATIVE,
     'momentum_decay': NON_NEGATIVE, 'damping': NON_NEGATIVE, 'end_value': NON_NEGATIVE,
-    'padding': NON_NEGATIVE_INT, 'boundaries': Domain('floats', lo=0).or_none(),
+    'padding': NON_NEGATIVE_INT, 'depth': NON_NEGATIVE_INT, 'num_classes': NON_NEGATIVE_INT,
+    'fc_widths': dataclasses.replace(COUNTS, allow_empty=True), 'boundaries': Domain('floats', lo=0).or_none(),
     'hybrid_depths': NON_NEGATIVE_INTS.or_none(),
     'warmup_steps': NON_NEGATIVE_INT.or_none(), 'warmup_epochs': NON_NEGATIVE.or_none(),
     'base_batch_size': COUNT.or_none(),
@@ -193,7 +199,7 @@ FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'eval_every': NON_NEGATIVE_INT,
     'checkpoint_every': NON_NEGATIVE_INT,
     'keep_checkpoints': COUNT,
-    'prefetch': NON_NEGATIVE_INT,
+    'prefetch': COUNT,
     'distributed': BOOL,
     'data.name': STR,
     'data.image_size': COUNT,

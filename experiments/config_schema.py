@@ -37,6 +37,8 @@ import ml_collections
 
 # Model fields that the trainer derives from a top-level key.
 DERIVED_MODEL_FIELDS = {'dtype': 'dtype', 'bn_axis_name': 'sync_batch_norm'}
+# Model fields the trainer fills from the data when they are unset.
+DATA_FILLED_FIELDS = ('num_classes', 'in_chans', 'img_size')
 # Optimizer keys the trainer reads itself (optimizer policy), with their placeholder types:
 # lr_mult {pattern: m}, no_decay / freeze (path patterns), layer_decay (per-layer factor).
 RESERVED_OPTIMIZER_KEYS = {'lr_mult': object, 'no_decay': tuple, 'freeze': tuple,
@@ -189,6 +191,43 @@ def schedule_knobs(name: str) -> dict[str, Knob]:
   out['warmup_steps'] = Knob('warmup_steps', int)
   out['warmup_epochs'] = Knob('warmup_epochs', float)
   return out
+
+
+def leaves(node: ml_collections.ConfigDict, prefix: str = ''):
+  """(dotted key, value) of every leaf of a ConfigDict, depth first."""
+  for key, value in node.items():
+    path = f'{prefix}.{key}' if prefix else key
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from leaves(value, path)
+    else:
+      yield path, value
+
+
+def knob_defaults(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{dotted key: default} of the knobs of config's model, optimizer and schedule."""
+  out = {}
+  for section, knobs in (('model.overrides', model_knobs(config.model.name)),
+                         ('optimizer', optimizer_knobs(config.optimizer.name)),
+                         ('schedule', schedule_knobs(config.schedule.name))):
+    out.update({f'{section}.{k}': knob.default for k, knob in knobs.items()})
+  return out
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  """Every key of a completed config, one per line: `key = value`, or for a knob left
+  unset, `key  (unset: default)`, the default of the model, optimizer or schedule."""
+  defaults = knob_defaults(config)
+  lines = []
+  for path, value in leaves(config):
+    if value is None and path in defaults:
+      if path.rsplit('.', 1)[-1] in DATA_FILLED_FIELDS and path.startswith('model.'):
+        shown = 'unset: from the data'
+      else:
+        shown = 'unset' if defaults[path] is None else f'unset: {defaults[path]!r}'
+      lines.append(f'  {path}  ({shown})')
+    else:
+      lines.append(f'  {path} = {value!r}')
+  return '\n'.join(lines)
 
 
 def placeholder(knob: Knob) -> ml_collections.FieldReference:

@@ -25,16 +25,6 @@ REQUIRED = ('seed', 'task', 'model', 'data', 'batch_size', 'optimizer', 'schedul
 CONFIG_FILE = 'config.json'
 
 
-def _walk(node: Any, prefix: str = ''):
-  """(dotted key, value) of every leaf of a ConfigDict."""
-  for key, value in node.items():
-    path = f'{prefix}.{key}' if prefix else key
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _walk(value, path)
-    else:
-      yield path, value
-
-
 def _unknown(section: str, owner: str, keys: Any, valid: Any) -> None:
   unknown = sorted(set(keys) - set(valid))
   if unknown:
@@ -87,7 +77,7 @@ def check_schema(config: ml_collections.ConfigDict) -> None:
   _unknown('schedule', f'schedule {sched!r}', config.schedule.keys(),
            [*config_schema.SCHEDULE_COMMON_KEYS, *config_schema.schedule_knobs(sched)])
   knobs = knob_domains(config)
-  for path, value in _walk(config):
+  for path, value in config_schema.leaves(config):
     if path.startswith(('sweep.', 'compare.', 'task_options.')):
       continue  # read by experiments.sweep / experiments.compare / the task
     domain = domains.fixed_domain(path) or knobs.get(path)

@@ -14,6 +14,9 @@ fields); an unknown key exits 2 listing the valid ones (docs/config.md).
 Rerunning the same command on an existing workdir resumes from its last
 checkpoint; a workdir holding a different config is refused.
 
+`--help` lists every key of the config given (with --config=...), unset knobs
+with their defaults.
+
 Exit status: 0 done; 2 bad command line or config (one line on stderr,
 nothing written); 1 the run stopped (NaN/Inf loss, with the step and the last
 good checkpoint named).
@@ -53,6 +56,10 @@ def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[st
   experiments/config_schema.py) and has the `--config.*` overrides applied.
   """
   parsed = config_cli.parse(argv, default=DEFAULT_CONFIG)
+  if any(a in ('-h', '--help', '-help', '--helpfull') for a in parsed.rest):
+    print(f'{__doc__}\nKeys of --config={parsed.source} (--config.<key>=value):\n'
+          f'{config_schema.describe(parsed.config)}')
+    sys.exit(0)
   fv = flags.FlagValues()
   workdir = flags.DEFINE_string(
       'workdir', None, 'Output directory (created; resumed if it holds the same config). '

@@ -28,7 +28,7 @@ def numeric_keys(name: str) -> list[tuple[str, config_domains.Domain]]:
   config = config_cli.load_file(os.path.join(CONFIG_DIR, name))
   config = config_cli.config_schema.complete(config)
   out = []
-  for path, _ in config_validation._walk(config):  # pylint: disable=protected-access
+  for path, _ in config_cli.config_schema.leaves(config):
     if path.startswith(SKIPPED_SECTIONS):
       continue
     domain = config_validation.domain_of(config, path)

@@ -191,3 +191,15 @@ def test_a_sweep_can_set_any_knob(tmp_path):
   with pytest.raises(ValueError, match="no key 'nope'|has no 'nope'|nope"):
     config.sweep.parameters.bad = space.uniform('optimizer.nope', 0.1, 0.2)
     spec_lib.parse_sweep(config)
+
+
+def test_help_lists_every_knob_with_its_default(capsys):
+  with pytest.raises(SystemExit) as e:
+    main.parse_flags(['main', f'--config={BASE}', '--config.model.name=mlp', '--help'])
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  for name, knob in config_schema.model_knobs('mlp').items():
+    assert f'model.overrides.{name}' in out
+  assert 'model.overrides.batchnorm  (unset: False)' in out
+  assert 'model.overrides.num_classes  (unset: from the data)' in out
+  assert "optimizer.name = 'sgd'" in out and 'optimizer.nesterov  (unset: False)' in out
