@@ -5,8 +5,10 @@
     parsed.rest        # argv without the config flags, for the entry point's own flags
 
 Order of work: load the file (`load_file`: any failure is a ValueError with
-one line), apply the `--config.{model,optimizer,schedule}.name` overrides,
-complete the config so every knob of the named model, optimizer and schedule
+one line), apply the `--config.{model,optimizer,schedule}.name` overrides (a
+new name drops the file's keys of that section that the new model, optimizer
+or schedule does not take: an sgd config's momentum does not follow it to
+adam), complete the config so every knob of the named model, optimizer and schedule
 exists (`config_schema.complete`), check that every override names an
 existing key (else the valid keys are listed), then let ml_collections parse
 and type-check the values (`config_flags.DEFINE_config_dict`).
@@ -173,7 +175,9 @@ def parse(argv: Sequence[str], default: Optional[str] = None, name: str = 'confi
     section = config[path.split('.')[0]] if path.split('.')[0] in config else None
     if not isinstance(section, ml_collections.ConfigDict):
       raise ValueError(f'--{name}.{path}: the config has no {path.split(".")[0]} section')
-    section.name = value
+    if section.get('name') != value:
+      section.name = value
+      config_schema.drop_foreign_keys(config, path.split('.')[0])
   config = config_schema.complete(config)
   for token in tokens:
     path = _override_path(token, name)

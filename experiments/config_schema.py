@@ -263,6 +263,26 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return out
 
 
+def drop_foreign_keys(config: ml_collections.ConfigDict, section: str) -> list[str]:
+  """Deletes the keys of `section` ('model', 'optimizer' or 'schedule') that its named
+  model / optimizer / schedule does not take; returns their dotted names."""
+  if section == 'model':
+    node, valid = config.model.get('overrides'), model_fields(config.model.name)
+    prefix = 'model.overrides'
+  elif section == 'optimizer':
+    node, prefix = config.optimizer, 'optimizer'
+    valid = ['name', 'learning_rate', *optimizer_knobs(config.optimizer.name)]
+  else:
+    node, prefix = config.schedule, 'schedule'
+    valid = [*SCHEDULE_COMMON_KEYS, *schedule_knobs(config.schedule.name)]
+  if not isinstance(node, ml_collections.ConfigDict):
+    return []
+  foreign = [k for k in node.keys() if k not in valid]
+  for key in foreign:
+    del node[key]
+  return [f'{prefix}.{k}' for k in foreign]
+
+
 def _drop_unset(section: Any, keep: tuple[str, ...] = ()) -> None:
   if isinstance(section, ml_collections.ConfigDict):
     for key in [k for k, v in section.items() if v is None and k not in keep]:

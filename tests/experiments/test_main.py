@@ -72,7 +72,8 @@ def _assert_refused(status, err, workdir, expected):
      "model 'vit' has no field 'batch_norm'; valid: depth, drop_path_rate"),
     (['--config.model.overrides.dtype=bfloat16'], 'set from the top-level key dtype'),
     (['--config.optimizer.momentum=0.9'], "optimizer 'adamw' has no hyper-parameter 'momentum'"),
-    (['--config.model.name=mlp', '--config.model.overrides.batchnorm=1'], "model 'mlp' has no"),
+    (['--config.model.name=mlp', '--config.model.overrides.patch_size=4'],
+     "model 'mlp' has no field 'patch_size'"),
 ])
 def test_bad_config_exits_2_with_one_line(tmp_path, capsys, args, expected):
   workdir = tmp_path / 'run'

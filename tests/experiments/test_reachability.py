@@ -203,3 +203,16 @@ def test_help_lists_every_knob_with_its_default(capsys):
   assert 'model.overrides.batchnorm  (unset: False)' in out
   assert 'model.overrides.num_classes  (unset: from the data)' in out
   assert "optimizer.name = 'sgd'" in out and 'optimizer.nesterov  (unset: False)' in out
+
+
+def test_a_new_name_drops_the_keys_the_new_one_does_not_take():
+  config = _parse('--config.optimizer.name=adam', '--config.optimizer.b1=0.8',
+                  '--config.schedule.name=poly', '--config.schedule.power=2.0')
+  assert 'momentum' not in config.optimizer  # sgd's, from the file
+  assert config.optimizer.b1 == 0.8 and config.schedule.power == 2.0
+  again = config_cli.parse(['main', '--config=experiments/configs/default.py',
+                            '--config.model.name=swin_tiny_patch4_window7_224']).config
+  assert 'pool' not in again.model.overrides and 'depth' not in again.model.overrides
+  assert again.model.overrides.embed_dim == 64  # a Swin field too: the file's value stays
+  with pytest.raises(ValueError, match="optimizer 'adam' has no hyper-parameter 'momentum'"):
+    _parse('--config.optimizer.name=adam', '--config.optimizer.momentum=0.9')
