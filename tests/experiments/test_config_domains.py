@@ -83,7 +83,7 @@ def test_every_shipped_config_has_numeric_keys_with_domains():
 
 
 @pytest.mark.parametrize('name', SHIPPED)
-@settings(max_examples=8, deadline=None, derandomize=True,
+@settings(max_examples=5, deadline=None, derandomize=True,
           phases=(Phase.explicit, Phase.generate),  # a failure names its key; no shrinking
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
