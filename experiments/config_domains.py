@@ -27,7 +27,7 @@ class Domain:
   hi: Optional[float] = None
   lo_open: bool = False
   hi_open: bool = False
-  choices: Optional[tuple[str, ...]] = None
+  choices: Optional[tuple[Any, ...]] = None
   optional: bool = False
   allow_empty: bool = False  # tuples
 
@@ -48,7 +48,8 @@ class Domain:
     if self.kind == 'str':
       return isinstance(value, str) and (self.choices is None or value in self.choices)
     if self.kind == 'int':
-      return isinstance(value, int) and self._number_ok(value)
+      return isinstance(value, int) and self._number_ok(value) and (
+          self.choices is None or value in self.choices)
     if self.kind == 'float':
       return self._number_ok(value)
     if self.kind in ('ints', 'floats', 'size'):
@@ -65,6 +66,8 @@ class Domain:
     """What is valid, for the error line."""
     if self.kind == 'bool':
       body = 'True or False'
+    elif self.kind == 'int' and self.choices is not None:
+      body = 'one of ' + ', '.join(map(str, self.choices))
     elif self.kind == 'str':
       body = ('one of ' + ', '.join(self.choices)) if self.choices is not None else 'a string'
     else:
@@ -203,7 +206,7 @@ FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'distributed': BOOL,
     'data.name': STR,
     'data.image_size': COUNT,
-    'data.channels': Domain('int', lo=1, hi=3).or_none(),
+    'data.channels': Domain('int', lo=1, hi=3, choices=(1, 3)).or_none(),
     'data.train_split': STR,
     'data.eval_split': STR,
     'data.augment': lambda: one_of(*_augmentations()),
