@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Optional
 
 import ml_collections
 
@@ -48,7 +48,7 @@ def knob_domains(config: ml_collections.ConfigDict) -> dict[str, domains.Domain]
   return {k: v for k, v in out.items() if v is not None}
 
 
-def domain_of(config: ml_collections.ConfigDict, path: str):
+def domain_of(config: ml_collections.ConfigDict, path: str) -> Optional[domains.Domain]:
   """The Domain of the dotted key `path` of `config` (None: not checked here)."""
   return domains.fixed_domain(path) or knob_domains(config).get(path)
 
