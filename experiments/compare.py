@@ -44,18 +44,17 @@ from typing import Any, Optional, Sequence
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.sweeps.cli import config_source  # noqa: E402
+from experiments import checks  # noqa: E402
+from experiments import config_cli  # noqa: E402
 from experiments.sweeps.cli import fail  # noqa: E402
-from experiments.sweeps.cli import raw_config_flag  # noqa: E402
 
 SECOND_ORDER = ('lbfgs', 'bfgs', 'newton', 'newton_cg', 'gd_linesearch')
 SCHEDULES = ('constant', 'step', 'cosine', 'linear', 'inverse_sqrt', 'warmup_cosine')
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Base experiment config (`path.py[:arg]`).', lock_config=False)
+# --config=path.py[:arg] (the base experiment config) and its --config.* overrides are
+# parsed by experiments.config_cli, so every knob of its model and optimizer is reachable.
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Comparison directory.')
 _OPTIMIZERS = flags.DEFINE_list('optimizers', None, 'Optimizers to compare (optim.create names).')
 _OPTIMIZER = flags.DEFINE_string('optimizer', None, 'With --schedules: the optimizer for all arms '
@@ -318,19 +317,14 @@ def plot(results: Sequence[ArmResult], path: str, metric: str) -> None:
 
 def main(argv: list[str]) -> int:
   try:
-    flags.FLAGS(argv)
-    config = _CONFIG.value
-    raw = raw_config_flag(argv)
-    if config is None or raw is None:
-      raise flags.Error('--config is required')
+    parsed = config_cli.parse(argv, required=True)
+    config = parsed.config
+    flags.FLAGS(parsed.rest)
     if not _WORKDIR.value:
       raise flags.Error('--workdir is required')
-    if _WORKERS.value < 1:
-      raise flags.Error(f'--workers={_WORKERS.value}: expected >= 1')
-  except flags.Error as e:
-    fail(' '.join(str(e).split()))
-  except Exception as e:  # pylint: disable=broad-except
-    fail(f'cannot load the config: {" ".join(str(e).split())}')
+    checks.positive_int('--workers', _WORKERS.value)
+  except Exception as e:  # pylint: disable=broad-except  (bad flags or config: one line)
+    fail(checks.one_line(e))
 
   from experiments.sweeps import engine  # pylint: disable=g-import-not-at-top
   cfg = config.get('compare', {}) or {}
@@ -355,11 +349,11 @@ def main(argv: list[str]) -> int:
     if _STORAGE.value:
       engine.open_storage(_STORAGE.value)
   except ValueError as e:
-    fail(' '.join(str(e).split()))
+    fail(checks.one_line(e))
   os.makedirs(workdir, exist_ok=True)
   storage = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "compare.db")}'
-  path, arg = config_source(raw)
-  cli = dict(config_flags.get_override_values(flags.FLAGS['config']))
+  path, arg = config_cli.split_source(parsed.source)
+  cli = parsed.overrides
   print(f'compare: {", ".join(a.name for a in arms)}; lr grid {lr_grid}; {seeds} seed(s); '
         f'{metric} ({direction}); runs in {workdir}', flush=True)
   results = []
@@ -371,7 +365,7 @@ def main(argv: list[str]) -> int:
                              metric=metric, direction=direction, target=target,
                              workers=_WORKERS.value))
     except ValueError as e:
-      fail(' '.join(str(e).split()))
+      fail(checks.one_line(e))
   print(table(results, metric, target, direction), flush=True)
   write_csv(results, os.path.join(workdir, 'compare.csv'), metric)
   plot(results, os.path.join(workdir, 'compare.png'), metric)

@@ -1,61 +1,125 @@
 """Config checks that run before anything is written, and the workdir's config.json.
 
-`check_schema(config)` rejects missing keys and out-of-domain values with a
-ValueError naming the key, the value and what is valid; `train.build` then
-checks the config against the data, model and optimizer. `check_workdir`
-refuses to resume a workdir whose config.json differs from the config given.
+`check_schema(config)` rejects missing keys, unknown model fields, optimizer
+hyper-parameters and schedule keywords, and out-of-domain values
+(experiments/config_domains.py) with a ValueError naming the key, the value
+and what is valid; `train.build` then checks the config against the data,
+model and optimizer. `check_workdir_usable` refuses a workdir that is a file
+or cannot be written; `check_workdir` refuses to resume a workdir whose
+config.json differs from the config given.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Optional
 
 import ml_collections
+
+from experiments import config_domains as domains
+from experiments import config_schema
 
 REQUIRED = ('seed', 'task', 'model', 'data', 'batch_size', 'optimizer', 'schedule', 'loss',
             'label_smoothing', 'reg', 'dtype', 'accum_steps', 'log_every', 'eval_every',
             'checkpoint_every', 'keep_checkpoints', 'full_batch', 'grad_clip_norm')
-DTYPES = ('float32', 'bfloat16')
 CONFIG_FILE = 'config.json'
 
 
-def _positive_int(config, key: str, allow_none: bool = False) -> None:
-  value = config.get(key)
-  if value is None and allow_none:
-    return
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f'{key}={value!r}; must be a positive integer'
-                     + (' or None' if allow_none else ''))
+def _unknown(section: str, owner: str, keys: Any, valid: Any) -> None:
+  unknown = sorted(set(keys) - set(valid))
+  if unknown:
+    raise ValueError(f'{section}.{unknown[0]}: {owner} has no {unknown[0]!r}; valid: '
+                     f'{", ".join(sorted(valid))}')
+
+
+def knob_domains(config: ml_collections.ConfigDict) -> dict[str, domains.Domain]:
+  """The domain of every key of model.overrides, optimizer and schedule that `config`
+  may hold (its model's fields, its optimizer's and schedule's keywords)."""
+  out = {}
+  for name, knob in config_schema.model_knobs(config.model.name).items():
+    out[f'model.overrides.{name}'] = domains.knob_domain(name, knob.type, knob.default)
+  for name, knob in config_schema.optimizer_knobs(config.optimizer.name).items():
+    out[f'optimizer.{name}'] = (
+        domains.linesearch_domain() if name == 'linesearch' else
+        domains.knob_domain(name, knob.type, knob.default,
+                            by_type=name not in config_schema.RESERVED_OPTIMIZER_KEYS))
+  for name, knob in config_schema.schedule_knobs(config.schedule.name).items():
+    out[f'schedule.{name}'] = domains.knob_domain(name, knob.type, knob.default)
+  return {k: v for k, v in out.items() if v is not None}
+
+
+def domain_of(config: ml_collections.ConfigDict, path: str) -> Optional[domains.Domain]:
+  """The Domain of the dotted key `path` of `config` (None: not checked here)."""
+  return domains.fixed_domain(path) or knob_domains(config).get(path)
 
 
 def check_schema(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError when a key is missing or a value is outside its domain."""
+  """Raises ValueError (one line) when a key is missing, unknown or outside its domain."""
   missing = [k for k in REQUIRED if k not in config]
   if missing:
     raise ValueError(f'config is missing {", ".join(missing)} (see experiments/configs/'
                      'default.py for the schema)')
-  if not isinstance(config.seed, int):
-    raise ValueError(f'seed={config.seed!r}; must be an integer')
-  if not config.model.get('name'):
-    raise ValueError('model.name is not set; valid: a name from vision.list_models()')
-  if config.dtype not in DTYPES:
-    raise ValueError(f'dtype={config.dtype!r}; valid: {", ".join(DTYPES)}')
-  _positive_int(config, 'batch_size')
-  _positive_int(config, 'accum_steps')
-  _positive_int(config, 'keep_checkpoints')
-  for key in ('log_every', 'eval_every', 'checkpoint_every'):
-    value = config.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
-                              value < 0):
-      raise ValueError(f'{key}={value!r}; must be a non-negative integer (0: only at the end)')
-  if not config.optimizer.get('name'):
-    raise ValueError('optimizer.name is not set')
-  if config.grad_clip_norm is not None and config.grad_clip_norm <= 0:
-    raise ValueError(f'grad_clip_norm={config.grad_clip_norm!r}; must be > 0 or None')
+  for path in ('model.name', 'optimizer.name', 'schedule.name'):
+    section, key = path.split('.')
+    if not isinstance(config[section], ml_collections.ConfigDict) or not isinstance(
+        config[section].get(key), str):
+      raise ValueError(f'{path} is not set; see experiments/configs/default.py')
+  model, opt, sched = config.model.name, config.optimizer.name, config.schedule.name
+  overrides = config.model.get('overrides') or ml_collections.ConfigDict()
+  for key, top in config_schema.DERIVED_MODEL_FIELDS.items():
+    if overrides.get(key) is not None:
+      raise ValueError(f'model.overrides.{key}={overrides[key]!r}: {key} is set from the '
+                       f'top-level key {top}; use {top} instead')
+  _unknown('model.overrides', f'model {model!r}', overrides.keys(),
+           config_schema.model_fields(model))
+  _unknown('optimizer', f'optimizer {opt!r}', config.optimizer.keys(),
+           ['name', 'learning_rate', *config_schema.optimizer_knobs(opt)])
+  _unknown('schedule', f'schedule {sched!r}', config.schedule.keys(),
+           [*config_schema.SCHEDULE_COMMON_KEYS, *config_schema.schedule_knobs(sched)])
+  knobs = knob_domains(config)
+  for path, value in config_schema.leaves(config):
+    if path.startswith(('sweep.', 'compare.', 'task_options.')):
+      continue  # read by experiments.sweep / experiments.compare / the task
+    domain = domains.fixed_domain(path) or knobs.get(path)
+    if path == 'optimizer.learning_rate' and value is None:
+      if not config_schema.optimizer_takes_no_rate(opt):
+        raise ValueError(f'optimizer.learning_rate=None; optimizer {opt!r} needs a rate: '
+                         f'{domain.text}')
+      continue
+    if domain is not None:
+      domains.check(path, value, domain)
   if config.full_batch and config.data.augment != 'none':
     raise ValueError(f'full_batch=True with data.augment={config.data.augment!r}; full-batch '
                      "training is deterministic, use data.augment='none'")
+  if config.get('total_steps') and config.get('total_epochs'):
+    raise ValueError(f'total_steps={config.total_steps!r} and total_epochs='
+                     f'{config.total_epochs!r} are both set; give one (the other None or 0)')
+  if not config.get('total_steps') and not config.get('total_epochs'):
+    raise ValueError(f'total_steps={config.get("total_steps")!r}, total_epochs='
+                     f'{config.get("total_epochs")!r}; set one of them to a positive number')
+  if config.schedule.get('warmup_steps') and config.schedule.get('warmup_epochs'):
+    raise ValueError(f'schedule.warmup_steps={config.schedule.warmup_steps!r} and '
+                     f'schedule.warmup_epochs={config.schedule.warmup_epochs!r} are both set; '
+                     'give one (the other None or 0)')
+
+
+def check_workdir_usable(workdir: str) -> None:
+  """ValueError when `workdir` cannot hold a run: a file, or a place that cannot be written."""
+  if not workdir:
+    raise ValueError("--workdir=''; valid: a directory path")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f'--workdir={workdir!r} is a file, not a directory; choose a new or '
+                     'empty directory')
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f'--workdir={workdir!r}: {existing!r} is a file, so the directory cannot '
+                     'be created; choose another path')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    what = 'the workdir' if existing == os.path.abspath(workdir) else f'{existing!r}'
+    raise ValueError(f'--workdir={workdir!r}: {what} is not writable; choose a writable '
+                     'directory')
 
 
 def canonical(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -5,9 +5,17 @@ r"""Command line: train a config into a workdir (resuming it if it exists).
     python -m experiments.main --config=experiments/configs/digits_baselines.py:model=mlp2 \
         --workdir=/tmp/mlp --config.optimizer.learning_rate=0.05
 
-Every `--config.key=value` overrides a key of the config (an unknown key is
-an error). Rerunning the same command on an existing workdir resumes from
-its last checkpoint; a workdir holding a different config is refused.
+Every `--config.key=value` overrides a key of the config, type-checked. Keys
+are those the config file lists plus every constructor field of the model
+(`--config.model.overrides.<field>`), every hyper-parameter of the optimizer
+(`--config.optimizer.<name>`) and every keyword of the schedule, for the
+names the command line gives (`--config.model.name=...` exposes that model's
+fields); an unknown key exits 2 listing the valid ones (docs/config.md).
+Rerunning the same command on an existing workdir resumes from its last
+checkpoint; a workdir holding a different config is refused.
+
+`--help` lists every key of the config given (with --config=...), unset knobs
+with their defaults.
 
 Exit status: 0 done; 2 bad command line or config (one line on stderr,
 nothing written); 1 the run stopped (NaN/Inf loss, with the step and the last
@@ -31,77 +39,83 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 from absl import flags  # noqa: E402
 import ml_collections  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+
+from experiments import checks  # noqa: E402
+from experiments import config_cli  # noqa: E402
+from experiments import config_schema  # noqa: E402
+from experiments import config_validation  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                               'default.py')
 
 
 def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[str], str]:
-  """(config, workdir, config path) from the command line, in a fresh FlagValues.
+  """(config, workdir, config source) from the command line, in a fresh FlagValues.
 
-  config_flags loads the config file (and applies `--config.*` overrides) while
-  the flag is being defined as well as when parsing, so both happen here.
+  The config is completed (every knob of its model, optimizer and schedule,
+  experiments/config_schema.py) and has the `--config.*` overrides applied.
   """
+  parsed = config_cli.parse(argv, default=DEFAULT_CONFIG)
+  if any(a in ('-h', '--help', '-help', '--helpfull') for a in parsed.rest):
+    print(f'{__doc__}\nKeys of --config={parsed.source} (--config.<key>=value):\n'
+          f'{config_schema.describe(parsed.config)}')
+    sys.exit(0)
   fv = flags.FlagValues()
-  saved, sys.argv = sys.argv, list(argv)  # config_flags reads the overrides from sys.argv
-  try:
-    config_flag = config_flags.DEFINE_config_file(
-        'config', DEFAULT_CONFIG, 'Experiment config file, optionally `path.py:arg`.',
-        flag_values=fv, lock_config=True)
-    workdir = flags.DEFINE_string(
-        'workdir', None, 'Output directory (created; resumed if it holds the same config). '
-        'Default: ./runs/<config>_<UTC time>.', flag_values=fv)
-    fv(argv)
-  finally:
-    sys.argv = saved
-  return config_flag.value, workdir.value, config_flags.get_config_filename(fv['config'])
-
-
-def _one_line(e: BaseException) -> str:
-  text = str(e).replace('\\n', ' ').replace("\\'", "'")
-  text = ' '.join(text.split())
-  return text or type(e).__name__
+  workdir = flags.DEFINE_string(
+      'workdir', None, 'Output directory (created; resumed if it holds the same config). '
+      'Default: ./runs/<config>_<UTC time>.', flag_values=fv)
+  fv(parsed.rest)
+  return parsed.config, workdir.value, parsed.source
 
 
 def fail(message: str, status: int = 2) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
+  print(f'error: {checks.one_line(message)}', file=sys.stderr, flush=True)
   sys.exit(status)
 
 
 def default_workdir(config_path: str) -> str:
-  name = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
+  name = os.path.splitext(os.path.basename(config_cli.split_source(config_path)[0]))[0]
   return os.path.join('runs', f'{name}_{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')
+
+
+def prepare(argv: list[str]) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict,
+                                      str, bool]:
+  """(config to save, config to build, workdir, resume?) from the command line.
+
+  Every check that needs neither data nor devices runs here: the config's
+  keys and value domains and the workdir, so a bad input writes nothing.
+  """
+  config, workdir, source = parse_flags(argv)
+  saved = config_schema.settle(config)
+  config_validation.check_schema(saved)
+  built = config_schema.scale_learning_rate(saved)
+  workdir = workdir or default_workdir(source)
+  config_validation.check_workdir_usable(workdir)
+  resume = config_validation.check_workdir(workdir, saved)
+  return saved, built, workdir, resume
 
 
 def main(argv: list[str]) -> int:
   try:
-    config, workdir, config_path = parse_flags(argv)
-  except flags.Error as e:
-    fail(_one_line(e))
-  except (KeyError, AttributeError) as e:  # --config.<key> that the config does not have
-    fail(f'unknown config key in the --config.* overrides: {_one_line(e)}')
-  except Exception as e:  # pylint: disable=broad-except  (unknown key, config that cannot load)
-    fail(f'bad --config: {_one_line(e)}')
+    saved, config, workdir, resume = prepare(argv)
+  except Exception as e:  # pylint: disable=broad-except  (any bad input: one line, exit 2)
+    fail(checks.one_line(e))
 
-  import jax  # pylint: disable=g-import-not-at-top  (after the flags: faster --help)
+  import jax  # pylint: disable=g-import-not-at-top  (after the checks: a bad input fails fast)
   if config.get('distributed'):
     jax.distributed.initialize()
 
-  from experiments import config_validation  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
 
   try:
     setup = train.build(config)
-    workdir = workdir or default_workdir(config_path)
-    resume = config_validation.check_workdir(workdir, config)
   except Exception as e:  # pylint: disable=broad-except  (any bad config: one line, exit 2)
-    fail(_one_line(e))
+    fail(checks.one_line(e))
 
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     if not resume:
-      config_validation.write_config(workdir, config)
+      config_validation.write_config(workdir, saved)
     print(f'workdir: {workdir}  ({setup.total_steps} steps, global batch {setup.global_batch}, '
           f'{setup.num_devices} device(s))', flush=True)
   start = time.time()

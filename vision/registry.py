@@ -26,6 +26,9 @@ _MODELS: dict[str, ModelDef] = {
     **pvt.MODELS,
     **mit.MODELS,
     **segformer.MODELS,
+    # The family without a variant: class defaults (the ViT-B/16 sizes), for configs that
+    # give every size as overrides (experiments/configs/default.py).
+    'vit': ModelDef('vit', vit.VisionTransformer, {}),
 }
 
 

@@ -20,7 +20,9 @@ weight decay 0.05), 50 warmup steps then cosine decay, 1200 steps of batch
 128 (~107 epochs), label smoothing 0.1.
 
 Config schema (every experiment config has every key; `--config.<key>=value`
-overrides any of them):
+overrides any of them, type-checked). model.overrides, optimizer and schedule
+also hold every constructor field / hyper-parameter / keyword of the named
+model, optimizer and schedule, unset unless given (experiments/config_schema.py):
 
   seed              int; parameters, dropout and data order derive from it.
   task              'classification' (logits [B, K], labels [B]) | 'segmentation' (logits
@@ -31,8 +33,11 @@ overrides any of them):
                     stride=(h, w) required). Set by the segmentation configs, so
                     --config.task_options.eval_mode=slide works there.
   model.name        a `vision.list_models()` name.
-  model.overrides   keyword overrides for `vision.create_model` (patch_size, depth, ...);
-                    num_classes, in_chans and img_size are filled from the data when absent.
+  model.overrides   keyword overrides for `vision.create_model`: any constructor field of
+                    model.name (patch_size, depth, qkv_bias, scan_blocks, ...); unset ones
+                    keep the registered defaults; num_classes, in_chans and img_size are
+                    filled from the data when unset; dtype and bn_axis_name come from
+                    dtype and sync_batch_norm.
   data              the input pipeline's ConfigDict (experiments/data/config.py): name
                     ('digits' | 'folder:PATH' | TFDS name), image_size, channels,
                     train_split, eval_split, augment, mean, std, shuffle_buffer, data_dir, cache.
@@ -40,10 +45,11 @@ overrides any of them):
   eval_batch_size   global eval batch (None: batch_size).
   total_steps | total_epochs   run length; exactly one is set (the other None or 0).
   optimizer.name    an `optim.create` name; optimizer.learning_rate is the peak learning
-                    rate; every other optimizer.* key but lr_mult and no_decay goes to
-                    the optimizer (b1, b2, eps, momentum, weight_decay, ...). Optional
-                    optimizer.lr_mult
-                    {pattern: m}: parameters whose '/'-joined path ('decode_head/
+                    rate; optimizer.base_batch_size B (optional) trains at
+                    learning_rate × batch_size / B (linear scaling rule); every other
+                    optimizer.* key but lr_mult, no_decay, freeze and layer_decay goes
+                    to the optimizer (b1, b2, eps, momentum, weight_decay, linesearch,
+                    ...). Optional optimizer.lr_mult {pattern: m}: parameters whose '/'-joined path ('decode_head/
                     linear_c1/kernel') `re.search`-matches pattern train with m × the
                     learning rate (longest pattern wins; first-order optimizers only;
                     a pattern matching nothing is an error), as mmseg's lr_mult.
@@ -92,7 +98,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, runlocal=False)
   c = common.base_config()
   c.seed = 0
-  c.model.name = 'vit_tiny_patch16_224'
+  c.model.name = 'vit'  # the ViT family; the sizes below make the variant
   c.model.overrides = ml_collections.ConfigDict(dict(
       patch_size=16, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0, pool='token',
       drop_rate=0.0, drop_path_rate=0.0))

@@ -23,6 +23,8 @@ from typing import Any, Mapping, Optional
 
 import ml_collections
 
+from experiments import checks
+from experiments import config_schema
 from experiments.sweeps import space
 
 METHODS = ('random', 'grid', 'coarse_to_fine')
@@ -65,12 +67,6 @@ class SweepSpec:
     return a > b if self.direction == 'maximize' else a < b
 
 
-def _int(value: Any, where: str, minimum: int = 1) -> int:
-  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f'{where}={value!r}: expected an int >= {minimum}')
-  return value
-
-
 def _budget(value: Any, where: str, config: ml_collections.ConfigDict) -> dict[str, Any]:
   if value is None:
     return {}
@@ -85,9 +81,14 @@ def _budget(value: Any, where: str, config: ml_collections.ConfigDict) -> dict[s
 
 def parse_sweep(config: ml_collections.ConfigDict,
                 num_trials: Optional[int] = None) -> SweepSpec:
-  """Validates `config.sweep` against `config`; ValueError with one line."""
+  """Validates `config.sweep` against `config`; ValueError with one line.
+
+  Swept and budget paths may name any knob of the config's model, optimizer
+  and schedule (experiments/config_schema.py), listed in the file or not.
+  """
   if 'sweep' not in config:
     raise ValueError('the config has no `sweep` section; see experiments/sweeps/spec.py')
+  config = config_schema.complete(config)
   sweep = config.sweep
   get = lambda key, default=None: sweep.get(key, default)  # noqa: E731
   method = get('method', 'random')
@@ -106,8 +107,10 @@ def parse_sweep(config: ml_collections.ConfigDict,
   margin = float(get('margin', 0.25))
   if not 0 <= margin:
     raise ValueError(f'sweep.margin={margin!r}: expected >= 0')
-  grid_points = _int(get('grid_points', 3), 'sweep.grid_points')
-  seed = _int(get('seed', config.get('seed', 0)), 'sweep.seed', minimum=0)
+  grid_points = checks.positive_int('sweep.grid_points', get('grid_points', 3))
+  seed = get('seed', config.get('seed', 0))
+  if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    raise ValueError(f'sweep.seed={seed!r}; valid: an integer >= 0')
   params = tuple(space.parse_space(get('parameters'), config))
   budget = _budget(get('budget'), 'sweep.budget', config)
 
@@ -127,16 +130,16 @@ def parse_sweep(config: ml_collections.ConfigDict,
       if unknown:
         raise ValueError(f'{where}: unknown keys {sorted(unknown)}; valid: num_trials, '
                          'budget, top_k')
-      n = _int(st.get('num_trials'), f'{where}.num_trials')
-      top_k = _int(st.get('top_k', max(1, n // 4)), f'{where}.top_k')
+      n = checks.positive_int(f'{where}.num_trials', st.get('num_trials'))
+      top_k = checks.positive_int(f'{where}.top_k', st.get('top_k', max(1, n // 4)))
       stages.append(Stage(n, {**budget, **_budget(st.get('budget'), f'{where}.budget',
                                                       config)}, top_k))
   elif method == 'grid':
     n = len(space.grid(params, grid_points))
     stages = [Stage(n, budget, n)]
   else:
-    n = _int(num_trials if num_trials is not None else get('num_trials'),
-             'sweep.num_trials')
+    n = checks.positive_int('sweep.num_trials',
+                            num_trials if num_trials is not None else get('num_trials'))
     stages = [Stage(n, budget, n)]
   return SweepSpec(method, metric, direction, summary, seed, margin, grid_points,
                    tuple(stages), params)

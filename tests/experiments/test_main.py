@@ -42,24 +42,44 @@ def comparable(records):
 
 # --------------------------------------------------------------------------- bad configs
 
+def _assert_refused(status, err, workdir, expected):
+  assert status == 2, err
+  assert err.count('\n') == 1 and err.startswith('error: '), err
+  assert expected in err, err
+  assert not os.path.exists(workdir)
+
+
 @pytest.mark.parametrize('args,expected', [
     (['--config.model.name=resnet_nope'], "Unknown model name 'resnet_nope'"),
-    (['--config.optimizer.name=adamm'], "unknown optimizer name='adamm'"),
+    (['--config.optimizer.name=adamm'], "optimizer.name='adamm'; valid: "),
     (['--config.batch_size=60'], 'batch_size=60 is not divisible by the 8 device(s)'),
     (['--config.model.overrides.patch_size=3'], 'patch_size=3 does not tile'),
     (['--config.data.image_size=9'], 'does not tile img_size=9'),
     (['--config.model.overrides.depth=two'], 'depth'),
     (['--config.loss=hinge', '--config.label_smoothing=0.1'], 'label_smoothing'),
     (['--config.total_steps=0'], 'total_steps=0'),
+    (['--config.optimizer.learning_rate=-0.1'],
+     'optimizer.learning_rate=-0.1; valid: a finite number > 0'),
+    (['--config.optimizer.learning_rate=nan'], 'optimizer.learning_rate=nan'),
+    (['--config.optimizer.b1=1.0'], 'optimizer.b1=1.0; valid: a finite number >= 0 and < 1'),
+    (['--config.optimizer.eps=0.0'], 'optimizer.eps=0.0; valid: a finite number > 0'),
+    (['--config.model.overrides.drop_rate=1.5'], 'model.overrides.drop_rate=1.5'),
+    (['--config.label_smoothing=-0.1'], 'label_smoothing=-0.1'),
+    (['--config.data.augment=mixup'], "data.augment='mixup'; valid: one of none, flip"),
+    (['--config.schedule.warmup_steps=-5'], 'schedule.warmup_steps=-5'),
+    (['--config.dtype=float16'], "dtype='float16'; valid: one of float32, bfloat16"),
+    (['--config.model.overrides.batch_norm=True'],
+     "model 'vit' has no field 'batch_norm'; valid: depth, drop_path_rate"),
+    (['--config.model.overrides.dtype=bfloat16'], 'set from the top-level key dtype'),
+    (['--config.optimizer.momentum=0.9'], "optimizer 'adamw' has no hyper-parameter 'momentum'"),
+    (['--config.model.name=mlp', '--config.model.overrides.patch_size=4'],
+     "model 'mlp' has no field 'patch_size'"),
 ])
 def test_bad_config_exits_2_with_one_line(tmp_path, capsys, args, expected):
   workdir = tmp_path / 'run'
   status, err = main_inprocess([f'--config={DEFAULT_LOCAL}', f'--workdir={workdir}', *args],
                                capsys)
-  assert status == 2
-  assert err.count('\n') == 1 and err.startswith('error: '), err
-  assert expected in err, err
-  assert not workdir.exists()
+  _assert_refused(status, err, workdir, expected)
 
 
 @pytest.mark.parametrize('args,expected', [
@@ -74,6 +94,73 @@ def test_bad_config_subprocess_no_traceback(tmp_path, args, expected):
   assert len(lines) == 1 and lines[0].startswith('error: '), out.stderr
   assert 'Traceback' not in out.stderr and expected in lines[0]
   assert not workdir.exists()
+
+
+BAD_CONFIG_FILES = {
+    'returns_a_dict.py': 'def get_config(arg=None):\n  return {"seed": 0}\n',
+    'syntax_error.py': 'def get_config(arg=None)\n  return None\n',
+    'raises.py': 'def get_config(arg=None):\n  raise RuntimeError("no such dataset")\n',
+    'raises_at_import.py': 'import no_such_module_xyz\n',
+    'no_get_config.py': 'CONFIG = 1\n',
+}
+BAD_CONFIG_MESSAGES = {
+    'returns_a_dict.py': 'get_config returned a dict, not an ml_collections.ConfigDict',
+    'syntax_error.py': 'syntax error in',
+    'raises.py': 'raised RuntimeError: no such dataset',
+    'raises_at_import.py': "cannot be imported: ModuleNotFoundError: No module named "
+                           "'no_such_module_xyz'",
+    'no_get_config.py': 'defines no get_config',
+}
+
+
+def test_missing_config_file_exits_2_without_traceback(tmp_path):
+  workdir = tmp_path / 'run'
+  out = run_main(['--config=experiments/configs/no_such_config.py', f'--workdir={workdir}'])
+  assert out.returncode == 2 and 'Traceback' not in out.stderr, out.stderr
+  _assert_refused(out.returncode, out.stderr, workdir,
+                  "'experiments/configs/no_such_config.py' does not exist")
+
+
+@pytest.mark.parametrize('name', sorted(BAD_CONFIG_FILES))
+def test_config_file_that_cannot_load_exits_2(tmp_path, capsys, name):
+  path = tmp_path / name
+  path.write_text(BAD_CONFIG_FILES[name])
+  workdir = tmp_path / 'run'
+  status, err = main_inprocess([f'--config={path}', f'--workdir={workdir}'], capsys)
+  _assert_refused(status, err, workdir, BAD_CONFIG_MESSAGES[name])
+
+
+def test_config_arg_error_exits_2(tmp_path, capsys):
+  workdir = tmp_path / 'run'
+  status, err = main_inprocess(['--config=experiments/configs/digits_baselines.py:model=mlp9',
+                                f'--workdir={workdir}'], capsys)
+  _assert_refused(status, err, workdir, "model='mlp9'; valid: softmax, svm, mlp2, mlp3, convnet")
+
+
+def test_workdir_that_is_a_file_exits_2(tmp_path, capsys):
+  workdir = tmp_path / 'run'
+  workdir.write_text('notes')
+  status, err = main_inprocess([f'--config={DEFAULT_LOCAL}', f'--workdir={workdir}'], capsys)
+  assert status == 2 and err.count('\n') == 1, err
+  assert 'is a file, not a directory' in err
+  assert workdir.read_text() == 'notes'
+  inside = workdir / 'sub'
+  status, err = main_inprocess([f'--config={DEFAULT_LOCAL}', f'--workdir={inside}'], capsys)
+  assert status == 2 and 'is a file, so the directory cannot be created' in err, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root may write anywhere')
+def test_workdir_that_cannot_be_written_exits_2(tmp_path, capsys):
+  parent = tmp_path / 'readonly'
+  parent.mkdir()
+  parent.chmod(0o500)
+  try:
+    status, err = main_inprocess([f'--config={DEFAULT_LOCAL}', f'--workdir={parent / "run"}'],
+                                 capsys)
+  finally:
+    parent.chmod(0o700)
+  assert status == 2 and 'is not writable' in err and err.count('\n') == 1, err
+  assert os.listdir(parent) == []
 
 
 def test_workdir_with_a_different_config_exits_2(tmp_path, capsys):

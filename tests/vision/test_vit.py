@@ -38,6 +38,7 @@ EXPECTED_PARAMS = {
     # 97,890,112 without the 1000-class head (docs/references.md: 97.89M) + 768·1000 + 1000;
     # timm's 384 variant adds (577 − 197)·768 position entries: 98,950,952 (98.95M).
     'vit_base_r50_s16_224': 98_659_112,
+    'vit': 86_567_656,  # the class defaults: ViT-B/16
 }
 
 SMALL = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3)
