@@ -2,9 +2,13 @@
 
 Every optimizer returns a real `optax.GradientTransformation` built from the
 small transforms in `optim.transform` (torch.optim semantics by default; see
-DESIGN.md). `optim.create(name, **hparams)` builds one by name for configs;
-`optim.schedules` holds the learning-rate schedules.
+docs/architecture.md). `optim.create(name, **hparams)` builds one by name for configs;
+`optim.schedules` holds the learning-rate schedules; `optim.policy` and
+`optim.layer_decay` the per-path policy (learning-rate multipliers, no-decay
+masks, freezing, layer-wise learning-rate decay).
 """
+from optim import layer_decay
+from optim import policy
 from optim import regularizers
 from optim import schedules
 from optim.alias import adadelta
@@ -45,7 +49,7 @@ __all__ = [
     'scale_by_rms', 'scale_by_rss', 'trace', 'clip_by_global_norm',
     'global_norm',
     # schedules and penalties
-    'schedules', 'regularizers', 'l2', 'l1', 'elastic_net', 'penalty',
+    'schedules', 'regularizers', 'policy', 'layer_decay', 'l2', 'l1', 'elastic_net', 'penalty',
 ]
 
 from optim import second_order as _second_order  # noqa: E402

@@ -5,7 +5,7 @@ and returns a real `optax.GradientTransformation`. Semantics and defaults are
 torch.optim's (the course formulas): eps outside the square root, zero-started
 accumulators, `weight_decay` added to the gradient as an L2 term (decoupled
 only in `adamw`). Knobs reach optax's choices where they differ (see
-REFERENCE.md, "Optimizer semantics").
+docs/references.md §Optimizer semantics).
 
 Usage:
   opt = optim.adam(1e-3)

@@ -1,7 +1,7 @@
 """Optimizers minimise a parabola and Rosenbrock (optax alias_test pattern),
-follow the golden heavy-ball/Nesterov trajectories of REFERENCE.md, and
-satisfy the textbook identities of momentum, Nesterov and Adam's bias
-correction."""
+follow the golden heavy-ball/Nesterov trajectories of docs/references.md
+§Optimizer semantics, and satisfy the textbook identities of momentum,
+Nesterov and Adam's bias correction."""
 from __future__ import annotations
 
 import jax
@@ -85,7 +85,8 @@ def test_converges(name, problem, solutions):
 
 
 # --------------------------------------------------------------------------
-# REFERENCE.md golden trajectories: loss ½(w·[5,6] − 4)², lr 0.01, μ 0.7.
+# docs/references.md §Optimizer semantics (golden trajectories): loss ½(w·[5,6] − 4)²,
+# lr 0.01, μ 0.7.
 
 _A = np.array([5.0, 6.0])
 

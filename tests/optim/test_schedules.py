@@ -115,7 +115,7 @@ def test_every_schedule_jits_on_an_int32_step():
 
 
 def test_cosine_no_int32_overflow_at_1e9_steps():
-  """REFERENCE.md: init 1000 over 1e10 steps, at t = 1e9 → 975.52826."""
+  """docs/references.md §Optimizer semantics: init 1000 over 1e10 steps, t = 1e9 → 975.52826."""
   sched = S.cosine_decay(1000.0, 1e10)
   expected = 500.0 * (1 + math.cos(math.pi * 0.1))
   assert abs(expected - 975.52826) < 1e-5

@@ -1,4 +1,5 @@
-"""optim.least_squares against scipy.optimize.least_squares(method='lm') and REFERENCE.md."""
+"""optim.least_squares against scipy.optimize.least_squares(method='lm') and the numbers of
+docs/references.md §Optimizer semantics."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from optim.second_order import result as result_lib
 
 pytestmark = pytest.mark.usefixtures('x64')
 
-# Michaelis-Menten data (substrate concentration, reaction rate); REFERENCE.md.
+# Michaelis-Menten data (substrate concentration, reaction rate);
+# docs/references.md §Optimizer semantics.
 MM_S = np.array([0.038, 0.194, 0.425, 0.626, 1.253, 2.500, 3.740])
 MM_RATE = np.array([0.050, 0.127, 0.094, 0.2122, 0.2729, 0.2665, 0.3317])
 
@@ -48,7 +50,8 @@ def test_lm_rosenbrock_matches_scipy():
 
 @pytest.mark.parametrize('solver', ['cholesky', 'cg'])
 def test_levenberg_nielsen_rosenbrock_about_16_iterations(solver):
-  # REFERENCE.md: Nielsen damping, tau = 1e-3, D = I: (1, 1) in about 16 iterations.
+  # docs/references.md §Optimizer semantics: Nielsen damping, tau = 1e-3, D = I: (1, 1)
+  # in about 16 iterations.
   res = optim.least_squares(rosenbrock_residuals, jnp.array([-1.2, 1.0]), method='levenberg',
                             options={'tau': 1e-3, 'solver': solver}, history=True)
   assert bool(res.converged), res.reason
