@@ -119,8 +119,9 @@ def check_residuals(residual_fn: Callable[..., jax.Array], x0: Any, args: tuple[
 
 def least_squares(residual_fn: Callable[..., jax.Array], x0: Any,
                   method: str = 'levenberg_marquardt', *, args: tuple[Any, ...] = (),
-                  maxiter: int = 200, tol: float = 1e-10, xtol: float = 1e-12, options: Optional[dict[str, Any]] = None,
-                  history: bool = False) -> result_lib.OptimizeResult:
+                  maxiter: int = 200, tol: float = 1e-10, xtol: float = 1e-12,
+                  options: Optional[dict[str, Any]] = None, history: bool = False
+                  ) -> result_lib.OptimizeResult:
   """Minimises ½‖r(x)‖² for residuals r of a pytree x.
 
   Args:
