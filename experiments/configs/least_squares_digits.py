@@ -9,7 +9,7 @@ each step solves the Gauss-Newton normal equations (JᵀJ + μD)δ = −Jᵀr
 `optim.least_squares` does on the same residuals.
 
     python -m experiments.main \
-        --config=experiments/configs/least_squares_digits.py:model=linear,optimizer=levenberg_marquardt \
+        --config=experiments/configs/least_squares_digits.py:optimizer=levenberg_marquardt \
         --workdir=/tmp/ls_linear_lm
     ... model=linear | mlp     optimizer=levenberg_marquardt | levenberg | gauss_newton
     ... ,steps=20              (run length; ,runlocal for a smoke run)
@@ -29,7 +29,7 @@ OPTIMIZERS = ('levenberg_marquardt', 'levenberg', 'gauss_newton')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """`model=linear|mlp,optimizer=levenberg_marquardt|levenberg|gauss_newton[,steps=N][,runlocal]`."""
+  """`model=linear|mlp,optimizer=<OPTIMIZERS>[,steps=N][,runlocal]`."""
   args = common.parse_arg(arg, model='linear', optimizer='levenberg_marquardt', steps=20,
                           runlocal=False)
   if args.model not in MODELS:

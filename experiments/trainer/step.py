@@ -133,7 +133,7 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
     return total, grads, metrics, state
 
   def residuals(params, model_state, micro, rng):
-    """r(θ) with ½‖r‖² = J(θ): √(m_i/N)·task residuals per example, then the penalty's."""
+    """r(θ) with ½‖r‖² = J(θ): √(m_i/N)·task residuals per example, then the penalty."""
     parts = []
     for k in range(accum):
       images, labels, weights = (x[k] for x in micro)
