@@ -23,6 +23,7 @@ from experiments.trainer.setup import init_state
 from experiments.trainer.setup import model_overrides
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import NonFiniteError
+from experiments.trainer.state import Preempted
 from experiments.trainer.state import replicate
 from experiments.trainer.state import Setup
 from experiments.trainer.state import TrainState
@@ -30,8 +31,8 @@ from experiments.trainer.state import unreplicate
 from experiments.trainer.step import make_train_step
 
 __all__ = [
-    'AXIS', 'EvalStep', 'NonFiniteError', 'POLICY_KEYS', 'Setup', 'TrainState', 'build',
-    'evaluate', 'init_state', 'make_eval_fns', 'make_optimizer', 'make_penalty',
+    'AXIS', 'EvalStep', 'NonFiniteError', 'POLICY_KEYS', 'Preempted', 'Setup', 'TrainState',
+    'build', 'evaluate', 'init_state', 'make_eval_fns', 'make_optimizer', 'make_penalty',
     'make_schedule', 'make_train_step', 'model_overrides', 'pmap_eval_step', 'replicate',
     'total_steps_of', 'train_and_evaluate', 'unreplicate',
 ]

@@ -3,13 +3,19 @@
     setup = trainer.build(config)           # validates; builds data info, model, task, optimizer
     trainer.train_and_evaluate(setup, workdir)
 
-In the order a run goes through: checkpoint (restore the latest), input,
-update and evals pmap'd once over the local devices (axis `AXIS`, state
-donated), then per step: log, evaluate, checkpoint. Non-finite steps are
-detected one step late (a cheap sync) and stop the run with `NonFiniteError`.
+In the order a run goes through: lock the workdir, checkpoint (restore the
+newest intact one; a damaged one is moved aside), input, update and evals
+pmap'd once over the local devices (axis `AXIS`, state donated), then per
+step: log, evaluate, checkpoint. Non-finite steps are detected one step late
+(a cheap sync) and stop the run with `NonFiniteError`, as do non-finite eval
+metrics. SIGTERM/SIGINT finish the current step, save it and raise
+`Preempted` once the save is on disk. Checkpoints are written asynchronously
+(`config.async_checkpoints`): the next steps run while orbax writes.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from typing import Any, Optional
 
@@ -18,11 +24,14 @@ import jax
 from experiments import checkpointing
 from experiments import data as data_lib
 from experiments import metrics as metrics_lib
+from experiments import preemption
+from experiments import workdir_lock
 from experiments.trainer.evaluation import evaluate
 from experiments.trainer.evaluation import pmap_eval_step
 from experiments.trainer.setup import init_state
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import NonFiniteError
+from experiments.trainer.state import Preempted
 from experiments.trainer.state import replicate
 from experiments.trainer.state import Setup
 from experiments.trainer.state import unreplicate
@@ -33,23 +42,47 @@ def _every(step: int, every: Optional[int], total: int) -> bool:
   return step == total or bool(every) and step % every == 0
 
 
+def _check_eval_finite(step: int, metrics: dict[str, Any], last_good: Optional[str]) -> None:
+  bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+  if bad:
+    where = (f'the last good checkpoint is {last_good}' if last_good else
+             'no checkpoint was written yet')
+    raise NonFiniteError(f'eval metric(s) {", ".join(bad)} are NaN/Inf at step {step}; '
+                         f'stopped, {where}')
+
+
 def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> dict[str, Any]:
   """Trains `setup` in `workdir` (resuming from its last checkpoint); returns the last record.
 
   Raises:
-    NonFiniteError: the loss or the gradients became NaN/Inf.
+    NonFiniteError: the loss, the gradients or an eval metric became NaN/Inf.
+    Preempted: SIGTERM/SIGINT arrived; the step reached is saved.
+    workdir_lock.WorkdirBusyError: another live run holds `workdir`.
+    checkpointing.DamagedCheckpointError: checkpoints exist and none is intact.
   """
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:
+      stack.enter_context(workdir_lock.WorkdirLock(workdir))
+    stop = stack.enter_context(preemption.StopRequest())
+    return _train(setup, workdir, stop, progress_stream)
+
+
+def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_stream
+           ) -> dict[str, Any]:
   config = setup.config
   is_writer = jax.process_index() == 0
   rng = jax.random.PRNGKey(config.seed)
   init_rng, train_rng = jax.random.split(rng)
 
-  # Checkpoint: restore the latest, if any.
-  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  # Checkpoint: restore the newest intact one, if any.
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints,
+                                    async_save=config.get('async_checkpoints', True))
   state = init_state(setup, init_rng)
-  start_step = ckpt.latest_step() or 0
-  if start_step:
-    state = ckpt.restore(start_step, state)
+  try:
+    start_step, state = ckpt.restore_latest(state, log=lambda line: print(line, flush=True))
+  except checkpointing.DamagedCheckpointError:
+    ckpt.close()  # orbax's threads must stop before the interpreter does
+    raise
   last_good = ckpt.path(start_step) if start_step else None
 
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer, resume_step=start_step)
@@ -102,6 +135,9 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
       do_log = _every(step, config.log_every, setup.total_steps)
       do_eval = _every(step, config.eval_every, setup.total_steps)
       do_ckpt = _every(step, config.checkpoint_every, setup.total_steps)
+      # One process polls every step; several agree at log steps (a collective).
+      preempted = (jax.process_count() == 1 or do_log) and stop.should_stop()
+      do_ckpt = do_ckpt or preempted
       if not (do_log or do_eval or do_ckpt):
         continue
       check(step, m)
@@ -116,8 +152,10 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
         last_logged_train = step
       progress.pause()
       if do_eval:
-        record.update(evaluate(p_eval_step, state.params, state.model_state, eval_batches,
-                               setup.task, setup.devices))
+        evals = evaluate(p_eval_step, state.params, state.model_state, eval_batches,
+                         setup.task, setup.devices)
+        _check_eval_finite(step, evals, last_good)
+        record.update(evals)
       if do_ckpt:
         ckpt.save(step, unreplicate(state))
         last_good = ckpt.path(step)
@@ -125,6 +163,10 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
         writer.write(step, record)
         progress.show(step, record)
       progress.resume()
+      if preempted:
+        ckpt.wait()
+        raise Preempted(f'{stop.signal_name} at step {step}: saved {last_good}; rerun the '
+                        'same command to resume')
     if pending is not None:
       check(*pending)
   finally:

@@ -26,6 +26,10 @@ class NonFiniteError(RuntimeError):
   """The loss or the gradients became NaN/Inf; the run stopped."""
 
 
+class Preempted(RuntimeError):
+  """SIGTERM/SIGINT stopped the run after saving the step it had reached."""
+
+
 class TrainState(NamedTuple):
   """Everything that changes during training (and goes into a checkpoint)."""
   step: Any          # int32 scalar: updates done so far
