@@ -63,11 +63,12 @@ class Checkpointer:
     self._manager = self._open()
 
   def _open(self) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=self._keep, create=True, enable_async_checkpointing=self._async,
-            cleanup_tmp_directories=True))
+    with _absl_errors_silenced():  # a damaged step's metadata is reported by restore_latest
+      return ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=self._keep, create=True, enable_async_checkpointing=self._async,
+              cleanup_tmp_directories=True))
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()

@@ -50,7 +50,6 @@ from experiments import checks  # noqa: E402
 from experiments import config_cli  # noqa: E402
 from experiments.sweeps.cli import fail  # noqa: E402
 
-SECOND_ORDER = ('lbfgs', 'bfgs', 'newton', 'newton_cg', 'gd_linesearch')
 SCHEDULES = ('constant', 'step', 'cosine', 'linear', 'inverse_sqrt', 'warmup_cosine')
 
 # --config=path.py[:arg] (the base experiment config) and its --config.* overrides are
@@ -137,13 +136,14 @@ def make_arms(optimizers: Optional[Sequence[str]], schedules: Optional[Sequence[
   if bool(optimizers) == bool(schedules):
     raise ValueError('give exactly one of --optimizers=a,b,... or --schedules=a,b,...')
   names = optim.names()
+  second_order = optim.second_order.methods.is_second_order
   if optimizers:
     bad = [o for o in optimizers if o not in names]
     if bad:
       raise ValueError(f'--optimizers: unknown {bad}; valid: {", ".join(names)}')
     arms = []
     for o in optimizers:
-      if o in SECOND_ORDER:
+      if second_order(o):
         arms.append(Arm(o, {'optimizer': {'name': o, 'learning_rate': None},
                             'full_batch': True, 'total_epochs': None,
                             'total_steps': second_order_steps,
@@ -155,7 +155,7 @@ def make_arms(optimizers: Optional[Sequence[str]], schedules: Optional[Sequence[
   if bad:
     raise ValueError(f'--schedules: unknown {bad}; valid: {", ".join(optim.schedules.NAMES)}')
   opt = optimizer or config.optimizer.name
-  if opt not in names or opt in SECOND_ORDER:
+  if opt not in names or second_order(opt):
     raise ValueError(f'--optimizer={opt!r}: need a first-order optim.create name')
   base = {'optimizer': {'name': opt, 'learning_rate': 0.1}} if optimizer else {}
   arms = []

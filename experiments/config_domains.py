@@ -202,6 +202,7 @@ FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'eval_every': NON_NEGATIVE_INT,
     'checkpoint_every': NON_NEGATIVE_INT,
     'keep_checkpoints': COUNT,
+    'async_checkpoints': BOOL,
     'prefetch': COUNT,
     'distributed': BOOL,
     'data.name': STR,

@@ -18,8 +18,10 @@ checkpoint; a workdir holding a different config is refused.
 with their defaults.
 
 Exit status: 0 done; 2 bad command line or config (one line on stderr,
-nothing written); 1 the run stopped (NaN/Inf loss, with the step and the last
-good checkpoint named).
+nothing written), a workdir another live run holds, or a workdir whose
+checkpoints are all damaged; 1 the run stopped (NaN/Inf loss or eval metric,
+with the step and the last good checkpoint named); 75 preempted (SIGTERM or
+SIGINT: the step reached was saved; rerun the same command to resume).
 """
 from __future__ import annotations
 
@@ -105,6 +107,9 @@ def main(argv: list[str]) -> int:
   if config.get('distributed'):
     jax.distributed.initialize()
 
+  from experiments import checkpointing  # pylint: disable=g-import-not-at-top
+  from experiments import preemption  # pylint: disable=g-import-not-at-top
+  from experiments import workdir_lock  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
 
   try:
@@ -123,6 +128,10 @@ def main(argv: list[str]) -> int:
     record = train.train_and_evaluate(setup, workdir)
   except train.NonFiniteError as e:
     fail(str(e), status=1)
+  except train.Preempted as e:
+    fail(f'preempted: {e}', status=preemption.EXIT_PREEMPTED)
+  except (workdir_lock.WorkdirBusyError, checkpointing.DamagedCheckpointError) as e:
+    fail(checks.one_line(e))
   if jax.process_index() == 0:
     shown = ', '.join(f'{k}={v:.4f}' for k, v in record.items()
                       if k.startswith('val/') and isinstance(v, float))

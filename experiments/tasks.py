@@ -11,7 +11,9 @@ task supplies
   then over devices and batches by the trainer), so padding never counts;
   `extras` are the eval batch's other entries (segmentation: `image_size`,
   `label_size`, to score at the original label resolution);
-- `eval_metrics(sums) -> {'val/...': float}`: the final numbers from the sums.
+- `eval_metrics(sums) -> {'val/...': float}`: the final numbers from the sums;
+- optionally `residuals(logits, labels) -> [B, K]` with losses = ½ Σ_k r², for
+  least-squares optimizers (classification with loss l2).
 
 A new task (e.g. segmentation with a confusion matrix for mIoU) is one more
 class here with the same four methods, registered in `TASKS`.
@@ -52,6 +54,14 @@ class Classification:
     chex.assert_rank(logits, 2)
     chex.assert_shape(labels, logits.shape[:1])
     return losses_lib.get(self.loss)(logits, labels, label_smoothing=self.label_smoothing)
+
+  def residuals(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """r = s − t per example, [B, K], with loss l2 = ½‖r‖² (for least-squares optimizers)."""
+    if self.loss != 'l2':
+      raise ValueError(f'loss={self.loss!r} is not a sum of squares; residuals need loss=l2')
+    chex.assert_rank(logits, 2)
+    targets = losses_lib.smoothed_targets(labels, logits.shape[-1], self.label_smoothing)
+    return logits.astype(jnp.float32) - targets
 
   def train_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     return {'accuracy': (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)}

@@ -3,9 +3,14 @@
 Every optimizer returns a real `optax.GradientTransformation` built from the
 small transforms in `optim.transform` (torch.optim semantics by default; see
 docs/optim.md). `optim.create(name, **hparams)` builds one by name for configs;
-`optim.schedules` holds the learning-rate schedules.
+`optim.schedules` holds the learning-rate schedules; `optim.policy` and
+`optim.layer_decay` the per-path policy (learning-rate multipliers, no-decay
+masks, freezing, layer-wise learning-rate decay); `optim.averaging` EMA and
+Polyak iterate averaging.
 """
 from optim import averaging
+from optim import layer_decay
+from optim import policy
 from optim import regularizers
 from optim import schedules
 from optim.alias import adadelta
@@ -46,7 +51,7 @@ __all__ = [
     'scale_by_rms', 'scale_by_rss', 'trace', 'clip_by_global_norm',
     'global_norm',
     # schedules and penalties
-    'schedules', 'regularizers', 'l2', 'l1', 'elastic_net', 'penalty',
+    'schedules', 'regularizers', 'policy', 'layer_decay', 'l2', 'l1', 'elastic_net', 'penalty',
 ]
 
 from optim import second_order as _second_order  # noqa: E402

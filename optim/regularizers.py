@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optim import checks
 
@@ -85,3 +86,19 @@ def penalty(kind: str, strength: float, beta: float = 1.0, mask: Mask = None
     return lambda params: strength * elastic_net(params, beta, mask)
   fn = l2 if kind == 'l2' else l1
   return lambda params: strength * fn(params, mask)
+
+
+def l2_residuals(params: Any, strength: float, mask: Mask = None) -> jax.Array:
+  """r = √(2λ)·(selected leaves, raveled), so that ½‖r‖² = λ·l2(params, mask).
+
+  The L2 penalty as residuals, for least-squares methods (Gauss-Newton,
+  Levenberg-Marquardt) that minimise ½‖r‖² of the data residuals and these
+  stacked together.
+  """
+  if not strength >= 0:
+    raise ValueError(f'strength={strength!r} must be >= 0')
+  leaves = _selected(params, mask)
+  if not leaves:
+    return jnp.zeros((0,), jnp.float32)
+  scale = float(np.sqrt(2.0 * strength))
+  return jnp.concatenate([jnp.ravel(x) * jnp.asarray(scale, jnp.result_type(x)) for x in leaves])

@@ -53,9 +53,8 @@ def _cifar_shaped():
 
 def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
   """Median steps/s of the pmap'd step alone, on one batch already on the devices."""
-  state = train._replicate(train.init_state(setup, jax.random.PRNGKey(0)),  # pylint: disable=protected-access
-                           setup.devices)
-  rngs = train._replicate(jax.random.PRNGKey(1), setup.devices)  # pylint: disable=protected-access
+  state = train.replicate(train.init_state(setup, jax.random.PRNGKey(0)), setup.devices)
+  rngs = train.replicate(jax.random.PRNGKey(1), setup.devices)
   it = data_lib.make_train_iterator(setup.config.data, setup.global_batch, 0,
                                     num_local_devices=setup.num_local_devices)
   batch = next(data_lib.prefetch_to_device(it, 1, setup.devices))

@@ -78,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 500
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
+  c.async_checkpoints = True
   c.prefetch = 2
   c.distributed = False
   return c

@@ -4,7 +4,8 @@ Optax-style transforms (`optax.GradientTransformationExtraArgs`; update takes
 `value=`, `grad=`, `value_fn=` keywords, or `residual_fn=` for the
 least-squares ones) and two scipy-like drivers with jit-compiled loops:
 `minimize(fun, x0, method=...)` and `least_squares(residual_fn, x0, method=...)`.
-`OPTIMIZERS` (name -> factory) is merged into `optim.create`.
+`OPTIMIZERS` (name -> factory; `methods`: which extra arguments each needs) is
+merged into `optim.create`.
 """
 from optim.second_order.bfgs import bfgs
 from optim.second_order.bfgs import scale_by_bfgs
@@ -20,8 +21,12 @@ from optim.second_order.levenberg_marquardt import levenberg
 from optim.second_order.levenberg_marquardt import levenberg_marquardt
 from optim.second_order.linesearch import backtracking_linesearch
 from optim.second_order.linesearch import exact_linesearch
+from optim.second_order.linesearch import LINESEARCHES
 from optim.second_order.linesearch import LineSearchState
 from optim.second_order.linesearch import zoom_linesearch
+from optim.second_order.methods import LEAST_SQUARES
+from optim.second_order.methods import MINIMIZERS
+from optim.second_order.methods import OPTIMIZERS
 from optim.second_order.minimize import minimize
 from optim.second_order.newton import newton
 from optim.second_order.newton import scale_by_newton
@@ -29,19 +34,13 @@ from optim.second_order.newton_cg import newton_cg
 from optim.second_order.newton_cg import scale_by_newton_cg
 from optim.second_order.result import OptimizeResult
 
-OPTIMIZERS = {
-    'lbfgs': lbfgs,
-    'bfgs': bfgs,
-    'newton': newton,
-    'newton_cg': newton_cg,
-    'gd_linesearch': gd_linesearch,
-}
 
 __all__ = [
     'newton', 'newton_cg', 'bfgs', 'lbfgs', 'gd_linesearch',
     'scale_by_newton', 'scale_by_newton_cg', 'scale_by_bfgs', 'scale_by_lbfgs',
     'scale_by_steepest_descent', 'two_loop', 'conjugate_gradient',
     'backtracking_linesearch', 'zoom_linesearch', 'exact_linesearch', 'LineSearchState',
+    'LINESEARCHES',
     'gauss_newton', 'levenberg', 'levenberg_marquardt',
     'minimize', 'least_squares', 'OptimizeResult',
 ]

@@ -1,7 +1,7 @@
 """`least_squares(residual_fn, x0, method=...)`: min ½‖r(x)‖² in one jit-compiled loop.
 
-Runs `gauss_newton` ('gn'), `levenberg` ('levenberg') or
-`levenberg_marquardt` ('lm') in a `lax.while_loop` over a pytree x0, until
+Runs `gauss_newton`, `levenberg` or `levenberg_marquardt` (the method names
+of `optim.create`) in a `lax.while_loop` over a pytree x0, until
 
     ‖Jᵀr‖_∞ ≤ tol                                  (converged)
     ‖δ‖ ≤ xtol·(‖x‖ + xtol) for an accepted step     (converged, small step)
@@ -19,18 +19,11 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from optim.second_order.gauss_newton import flat_residual_fn
-from optim.second_order.gauss_newton import gauss_newton
 from optim.second_order import result as result_lib
-from optim.second_order.levenberg_marquardt import levenberg
-from optim.second_order.levenberg_marquardt import levenberg_marquardt
+from optim.second_order.methods import LEAST_SQUARES as METHODS
 from optim.second_order.minimize import check_loop_args
 from optim.second_order.minimize import check_x0
 
-METHODS: dict[str, Callable[..., Any]] = {
-    'gn': gauss_newton,
-    'levenberg': levenberg,
-    'lm': levenberg_marquardt,
-}
 _MAX_DAMPING = 1e30
 
 
@@ -59,7 +52,7 @@ def _run(residual_fn, x0, tol, xtol, args, *, method, options, maxiter, record_h
     x_new = x + step
     accepted = state.accepted & ~done_before_step
     small = accepted & (jnp.linalg.norm(step) <= xtol * (jnp.linalg.norm(x) + xtol))
-    if method == 'gn':  # a Gauss-Newton step is only refused when it is non-finite
+    if method == 'gauss_newton':  # a Gauss-Newton step is only refused when it is non-finite
       failed, fail_status = ~state.accepted & ~done_before_step, result_lib.NON_FINITE
     else:
       failed, fail_status = ~accepted & (state.damping > _MAX_DAMPING), result_lib.DAMPING_OVERFLOW
@@ -109,7 +102,8 @@ _run_jit = jax.jit(_run, static_argnames=('residual_fn', 'method', 'options', 'm
 
 def check_residuals(residual_fn: Callable[..., jax.Array], x0: Any, args: tuple[Any, ...],
                     method: str) -> None:
-  """ValueError unless residual_fn(x0, *args) is a 1-D floating vector (m ≥ n for 'gn')."""
+  """ValueError unless residual_fn(x0, *args) is a 1-D floating vector (m ≥ n for
+  'gauss_newton')."""
   out = jax.eval_shape(lambda p: residual_fn(p, *args), x0)
   n = ravel_pytree(x0)[0].shape[0]
   if not hasattr(out, 'shape') or len(out.shape) != 1 or out.shape[0] < 1:
@@ -117,23 +111,25 @@ def check_residuals(residual_fn: Callable[..., jax.Array], x0: Any, args: tuple[
                      f'{getattr(out, "shape", out)!r} for x0 with {n} parameters.')
   if not jnp.issubdtype(out.dtype, jnp.floating):
     raise ValueError(f'residual_fn must return floating residuals; got dtype {out.dtype}.')
-  if method == 'gn' and out.shape[0] < n:
-    raise ValueError(f"method='gn' needs at least as many residuals as parameters; got "
-                     f'{out.shape[0]} residuals for {n} parameters (use method="lm").')
+  if method == 'gauss_newton' and out.shape[0] < n:
+    raise ValueError(f"method='gauss_newton' needs at least as many residuals as parameters; "
+                     f'got {out.shape[0]} residuals for {n} parameters (use '
+                     "method='levenberg_marquardt').")
 
 
-def least_squares(residual_fn: Callable[..., jax.Array], x0: Any, method: str = 'lm', *,
-                  args: tuple[Any, ...] = (), maxiter: int = 200, tol: float = 1e-10,
-                  xtol: float = 1e-12, options: Optional[dict[str, Any]] = None,
-                  history: bool = False) -> result_lib.OptimizeResult:
+def least_squares(residual_fn: Callable[..., jax.Array], x0: Any,
+                  method: str = 'levenberg_marquardt', *, args: tuple[Any, ...] = (),
+                  maxiter: int = 200, tol: float = 1e-10, xtol: float = 1e-12,
+                  options: Optional[dict[str, Any]] = None, history: bool = False
+                  ) -> result_lib.OptimizeResult:
   """Minimises ½‖r(x)‖² for residuals r of a pytree x.
 
   Args:
     residual_fn: (x, *args) ↦ 1-D residual vector (jax-traceable; the same
       function object reuses the compiled loop).
     x0: starting point, any pytree of finite floating arrays.
-    method: 'lm' (Levenberg-Marquardt, D = diag(JᵀJ)), 'levenberg' (D = I)
-      or 'gn' (Gauss-Newton).
+    method: 'levenberg_marquardt' (D = diag(JᵀJ)), 'levenberg' (D = I) or
+      'gauss_newton'.
     args: extra (traced) arguments of residual_fn, e.g. data.
     maxiter: most updates (rejected LM trials included).
     tol: stop when ‖Jᵀr‖_∞ ≤ tol.
@@ -148,7 +144,8 @@ def least_squares(residual_fn: Callable[..., jax.Array], x0: Any, method: str = 
 
   Raises:
     ValueError: unknown method or option, non-finite x0, residuals that are
-      not a 1-D floating vector, fewer residuals than parameters for 'gn'.
+      not a 1-D floating vector, fewer residuals than parameters for
+      'gauss_newton'.
   """
   if method not in METHODS:
     raise ValueError(f'method={method!r} is not one of {sorted(METHODS)}.')

@@ -240,13 +240,16 @@ LINESEARCHES: dict[str, Callable[..., optax.GradientTransformationExtraArgs]] = 
 
 def resolve_linesearch(linesearch: Any, **defaults: Any
                        ) -> optax.GradientTransformationExtraArgs | None:
-  """`None`, a name from LINESEARCHES (built with `defaults`) or a transform."""
+  """`None` (or 'none': a fixed step), a name from LINESEARCHES (built with `defaults`)
+  or a transform."""
+  if linesearch == 'none':
+    return None
   if linesearch is None or isinstance(linesearch, optax.GradientTransformation):
     return linesearch
   if isinstance(linesearch, str):
     if linesearch not in LINESEARCHES:
       raise ValueError(f'linesearch={linesearch!r} is not one of {sorted(LINESEARCHES)}, '
-                       'a line-search transform, or None.')
+                       "'none' (a fixed learning_rate), or a line-search transform.")
     factory = LINESEARCHES[linesearch]
     accepted = inspect.signature(factory).parameters
     return factory(**{k: v for k, v in defaults.items() if k in accepted})

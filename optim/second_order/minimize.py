@@ -23,19 +23,7 @@ from jax.flatten_util import ravel_pytree
 import numpy as np
 
 from optim.second_order import result as result_lib
-from optim.second_order.bfgs import bfgs
-from optim.second_order.gradient_descent import gd_linesearch
-from optim.second_order.lbfgs import lbfgs
-from optim.second_order.newton import newton
-from optim.second_order.newton_cg import newton_cg
-
-METHODS: dict[str, Callable[..., Any]] = {
-    'lbfgs': lbfgs,
-    'bfgs': bfgs,
-    'newton': newton,
-    'newton_cg': newton_cg,
-    'gd': gd_linesearch,
-}
+from optim.second_order.methods import MINIMIZERS as METHODS
 
 
 def check_x0(x0: Any) -> None:
@@ -155,7 +143,7 @@ def minimize(fun: Callable[[Any], jax.Array], x0: Any, method: str = 'lbfgs', *,
       reuses the compiled loop).
     x0: starting point, any pytree of floating arrays (finite).
     method: 'lbfgs', 'bfgs', 'newton' (exact Hessian), 'newton_cg'
-      (Hessian-free) or 'gd' (gradient descent with a line search).
+      (Hessian-free) or 'gd_linesearch' (gradient descent with a line search).
     args: extra arguments of `fun` (arrays, e.g. data), traced: new values do
       not recompile, unlike data captured in a closure.
     maxiter: most iterations.

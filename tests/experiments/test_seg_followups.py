@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import optim
+from optim import policy
 import vision
 from experiments import data
 from experiments import train
@@ -83,7 +84,7 @@ def test_lr_mult_equals_a_10x_learning_rate_for_the_head_along_a_schedule():
 def test_lr_multipliers_longest_pattern_wins_and_regex_paths():
   params = {'decode_head': {'linear_c1': {'kernel': 0.0}, 'classifier': {'kernel': 0.0}},
             'backbone': {'head_norm': {'scale': 0.0}}}
-  factors = train.lr_multipliers(params, {'head': 2.0, 'decode_head/classifier': 0.0,
+  factors = policy.lr_multipliers(params, {'head': 2.0, 'decode_head/classifier': 0.0,
                                           '^decode_head/': 10.0})
   assert factors == {'decode_head': {'linear_c1': {'kernel': 10.0}, 'classifier': {'kernel': 0.0}},
                      'backbone': {'head_norm': {'scale': 2.0}}}
@@ -95,9 +96,9 @@ def test_lr_mult_bad_patterns_and_values_raise():
                      r'names: body, head'):
     tx.init(_params())
   with pytest.raises(ValueError, match=r"lr_mult\['head'\]=-1.0; must be a number >= 0"):
-    train.lr_multipliers(_params(), {'head': -1.0})
+    policy.lr_multipliers(_params(), {'head': -1.0})
   with pytest.raises(ValueError, match=r"pattern '\(head' is not a regular expression"):
-    train.lr_multipliers(_params(), {'(head': 2.0})
+    policy.lr_multipliers(_params(), {'(head': 2.0})
   c = _adamw_config({'head': 10.0})
   c.optimizer = ml_collections.ConfigDict(dict(name='lbfgs', lr_mult={'head': 10.0}))
   with pytest.raises(ValueError, match="optimizer.name='lbfgs'.*first-order optimizer"):
@@ -110,7 +111,7 @@ def test_segformer_ade20k_lr_mult_hits_exactly_the_decode_head():
   module = vision.create_model('segformer_b0', num_classes=150, img_size=64)
   shapes = jax.eval_shape(lambda r: module.init(r, jnp.zeros((1, 64, 64, 3))),
                           jax.random.PRNGKey(0))
-  factors = train.lr_multipliers(shapes['params'], c.optimizer.lr_mult.to_dict())
+  factors = policy.lr_multipliers(shapes['params'], c.optimizer.lr_mult.to_dict())
   head = jax.tree.leaves(factors['decode_head'])
   backbone = jax.tree.leaves(factors['backbone'])
   assert len(head) == 13 and set(head) == {10.0}
@@ -143,7 +144,7 @@ def test_no_decay_bad_values_raise():
   c.optimizer.no_decay = ('decoder',)
   with pytest.raises(ValueError, match=r"optimizer.no_decay pattern\(s\) \['decoder'\] match "
                      'no parameter'):
-    train.no_decay_mask(c.optimizer.no_decay)(_params())
+    policy.no_decay_mask(c.optimizer.no_decay)(_params())
   c = _adamw_config()
   c.optimizer.no_decay = 'bias'
   with pytest.raises(ValueError, match='must be a list of path patterns'):
@@ -161,7 +162,7 @@ def test_segformer_ade20k_no_decay_hits_exactly_the_encoder_norms():
   module = vision.create_model('segformer_b0', num_classes=150, img_size=64)
   shapes = jax.eval_shape(lambda r: module.init(r, jnp.zeros((1, 64, 64, 3))),
                           jax.random.PRNGKey(0))
-  mask = train.no_decay_mask(c.optimizer.to_dict()['no_decay'])(shapes['params'])
+  mask = policy.no_decay_mask(c.optimizer.to_dict()['no_decay'])(shapes['params'])
   flat = {'/'.join(str(k.key) for k in path): m
           for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]}
   exempt = sorted(k for k, m in flat.items() if not m)

@@ -155,7 +155,7 @@ def test_trainer_eval_equals_torch_postprocess_at_label_resolution(mixed_folder,
                                                     stride=(16, 16)))
   setup = train.build(c, devices=jax.local_devices()[:2])
   state = train.init_state(setup, jax.random.PRNGKey(3))
-  rep = lambda t: train._replicate(t, setup.devices)  # pylint: disable=protected-access
+  rep = lambda t: train.replicate(t, setup.devices)
   batches = data.make_eval_iterator(c.data, 4, 2)
   got = train.evaluate(train.pmap_eval_step(setup), rep(state.params), rep(state.model_state),
                        batches, setup.task, setup.devices)

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from experiments import checkpointing
 from experiments import data
 from experiments import losses
 from experiments import metrics
@@ -141,7 +142,7 @@ def test_bfloat16_computes_in_bf16_keeps_float32_state(tmp_path):
   records = run(config, tmp_path)
   f32 = run(tiny_config(total_steps=3, eval_every=0, checkpoint_every=0), tmp_path / 'f32')
   np.testing.assert_allclose(curve(records, 'train/loss'), curve(f32, 'train/loss'), rtol=2e-2)
-  ckpt = train.checkpointing.Checkpointer(str(tmp_path))
+  ckpt = checkpointing.Checkpointer(str(tmp_path))
   state = ckpt.restore(3, train.init_state(setup, jax.random.PRNGKey(0)))
   dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))
             if np.issubdtype(x.dtype, np.floating)}
@@ -156,7 +157,7 @@ def test_eval_covers_every_example_once():
   setup = train.build(config)
   state = train.init_state(setup, jax.random.PRNGKey(1))
   p_eval = train.pmap_eval_step(setup)
-  rep = lambda t: train._replicate(t, jax.local_devices())  # pylint: disable=protected-access
+  rep = lambda t: train.replicate(t, jax.local_devices())
   batches = data.make_eval_iterator(config.data, 48, 8)
   out = train.evaluate(p_eval, rep(state.params), rep(state.model_state), batches, setup.task)
   assert out['val/count'] == setup.info.num_eval == 360

@@ -73,9 +73,9 @@ def test_newton_on_linear_least_squares_lands_on_normal_equations_in_one_step():
   np.testing.assert_allclose(res.x['b'], expected[3], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize('method', ['newton_cg', 'gd'])
+@pytest.mark.parametrize('method', ['newton_cg', 'gd_linesearch'])
 def test_other_methods_reach_rosenbrock_minimum(method):
-  maxiter = {'newton_cg': 200, 'gd': 20000}[method]
+  maxiter = {'newton_cg': 200, 'gd_linesearch': 20000}[method]
   res = optim.minimize(zoo.rosenbrock, jnp.array([-1.2, 1.0]), method=method, tol=1e-6,
                        maxiter=maxiter)
   assert bool(res.converged), res.reason
@@ -119,7 +119,7 @@ def _quadratic(x):
 
 def test_diverging_run_stops_with_reason():
   # Fixed step 3 on f = Σx²: x ← x − 6x, |x| grows 5x per step until overflow.
-  res = optim.minimize(_quadratic, jnp.array([1.0, -2.0]), method='gd', maxiter=10000,
+  res = optim.minimize(_quadratic, jnp.array([1.0, -2.0]), method='gd_linesearch', maxiter=10000,
                        options={'linesearch': None, 'learning_rate': 3.0})
   assert not bool(res.converged)
   assert int(res.status) == result_lib.NON_FINITE
@@ -129,7 +129,7 @@ def test_diverging_run_stops_with_reason():
 
 
 def test_maxiter_reported():
-  res = optim.minimize(zoo.rosenbrock, jnp.array([-1.2, 1.0]), method='gd', maxiter=5)
+  res = optim.minimize(zoo.rosenbrock, jnp.array([-1.2, 1.0]), method='gd_linesearch', maxiter=5)
   assert int(res.iterations) == 5 and not bool(res.converged)
   assert int(res.status) == result_lib.MAXITER and 'maximum' in res.reason
 

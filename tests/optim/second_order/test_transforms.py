@@ -109,8 +109,16 @@ def test_every_second_order_name_builds_an_extra_args_transform():
   for name in optim.second_order.OPTIMIZERS:
     assert name in optim.names()
     assert isinstance(optim.create(name), optax.GradientTransformationExtraArgs), name
+  for name in optim.second_order.MINIMIZERS:  # their value_fn may average over a pmap axis
     assert isinstance(optim.create(name, axis_name='batch'),
                       optax.GradientTransformationExtraArgs), name
+  for name in optim.second_order.MINIMIZERS:  # the line search by name; 'none': a fixed step
+    for linesearch in (*optim.second_order.LINESEARCHES, 'none'):
+      lr = 0.5 if linesearch == 'none' else None
+      tx = optim.create(name, linesearch=linesearch, learning_rate=lr)
+      assert isinstance(tx, optax.GradientTransformationExtraArgs), (name, linesearch)
+  with pytest.raises(ValueError, match="linesearch='wolfe' is not one of"):
+    optim.create('newton', linesearch='wolfe')
   with pytest.raises(ValueError, match='learning_rate'):
     optim.create('lbfgs', learning_rate=0.1)  # the line search chooses the step
 

@@ -1,0 +1,63 @@
+"""Evals: every example of the eval split exactly once, summed in float64 on the host."""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+
+from experiments import data as data_lib
+from experiments.trainer.state import AXIS
+from experiments.trainer.state import dtype_of
+from experiments.trainer.state import Setup
+from experiments.trainer.state import unreplicate
+
+
+class EvalStep(NamedTuple):
+  """An eval step in two pmapped halves, so the model compiles once per image shape.
+
+  `forward(params, model_state, images) -> logits` (dense tasks: the task's
+  whole-image or sliding-window `predict`); `sums(logits, batch) -> task
+  sums`, psum'd over AXIS. Batches whose labels differ in shape (dense eval
+  at the original label resolution) recompile only `sums`.
+  """
+  forward: Callable[..., jax.Array]
+  sums: Callable[..., dict[str, jax.Array]]
+
+
+def make_eval_fns(setup: Setup) -> EvalStep:
+  """The pure halves of the eval step (see `EvalStep`); `pmap_eval_step` maps them."""
+  module, task, dtype = setup.module, setup.task, dtype_of(setup.config.dtype)
+
+  def forward(params, model_state, images):
+    def apply(x):
+      return module.apply({'params': params, **model_state}, x.astype(dtype), train=False)
+    predict = getattr(task, 'predict', None)  # dense tasks: whole-image / sliding-window
+    return predict(apply, images) if predict else apply(images)
+
+  def sums(logits, batch):
+    extras = {k: v for k, v in batch.items() if k not in ('image', 'label', 'mask')}
+    return jax.lax.psum(task.eval_sums(logits, batch['label'], batch['mask'], **extras), AXIS)
+
+  return EvalStep(forward, sums)
+
+
+def pmap_eval_step(setup: Setup) -> EvalStep:
+  fns = make_eval_fns(setup)
+  return EvalStep(jax.pmap(fns.forward, axis_name=AXIS, devices=setup.devices),
+                  jax.pmap(fns.sums, axis_name=AXIS, devices=setup.devices))
+
+
+def evaluate(eval_step: EvalStep, params, model_state, eval_batches, task, devices=None
+             ) -> dict[str, float]:
+  """Runs one pass over `eval_batches`; sums in float64 on the host."""
+  sums = None
+  for batch in data_lib.prefetch_to_device(iter(eval_batches), 2, devices):
+    logits = eval_step.forward(params, model_state, batch['image'])
+    rest = {k: v for k, v in batch.items() if k != 'image'}
+    out = unreplicate(eval_step.sums(logits, rest))
+    out = jax.tree.map(lambda x: np.asarray(x, np.float64), out)
+    sums = out if sums is None else jax.tree.map(np.add, sums, out)
+  metrics = task.eval_metrics(sums)
+  metrics['val/count'] = int(sums['count'])
+  return metrics

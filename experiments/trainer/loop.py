@@ -1,0 +1,185 @@
+"""The loop: one linear, readable training loop (big_vision style).
+
+    setup = trainer.build(config)           # validates; builds data info, model, task, optimizer
+    trainer.train_and_evaluate(setup, workdir)
+
+In the order a run goes through: lock the workdir, checkpoint (restore the
+newest intact one; a damaged one is moved aside), input, update and evals
+pmap'd once over the local devices (axis `AXIS`, state donated), then per
+step: log, evaluate, checkpoint. Non-finite steps are detected one step late
+(a cheap sync) and stop the run with `NonFiniteError`, as do non-finite eval
+metrics. SIGTERM/SIGINT finish the current step, save it and raise
+`Preempted` once the save is on disk. Checkpoints are written asynchronously
+(`config.async_checkpoints`): the next steps run while orbax writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Any, Optional
+
+import jax
+
+from experiments import checkpointing
+from experiments import data as data_lib
+from experiments import metrics as metrics_lib
+from experiments import preemption
+from experiments import workdir_lock
+from experiments.trainer.evaluation import evaluate
+from experiments.trainer.evaluation import pmap_eval_step
+from experiments.trainer.setup import init_state
+from experiments.trainer.state import AXIS
+from experiments.trainer.state import NonFiniteError
+from experiments.trainer.state import Preempted
+from experiments.trainer.state import replicate
+from experiments.trainer.state import Setup
+from experiments.trainer.state import unreplicate
+from experiments.trainer.step import make_train_step
+
+
+def _every(step: int, every: Optional[int], total: int) -> bool:
+  return step == total or bool(every) and step % every == 0
+
+
+def _check_eval_finite(step: int, metrics: dict[str, Any], last_good: Optional[str]) -> None:
+  bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+  if bad:
+    where = (f'the last good checkpoint is {last_good}' if last_good else
+             'no checkpoint was written yet')
+    raise NonFiniteError(f'eval metric(s) {", ".join(bad)} are NaN/Inf at step {step}; '
+                         f'stopped, {where}')
+
+
+def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> dict[str, Any]:
+  """Trains `setup` in `workdir` (resuming from its last checkpoint); returns the last record.
+
+  Raises:
+    NonFiniteError: the loss, the gradients or an eval metric became NaN/Inf.
+    Preempted: SIGTERM/SIGINT arrived; the step reached is saved.
+    workdir_lock.WorkdirBusyError: another live run holds `workdir`.
+    checkpointing.DamagedCheckpointError: checkpoints exist and none is intact.
+  """
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:
+      stack.enter_context(workdir_lock.WorkdirLock(workdir))
+    stop = stack.enter_context(preemption.StopRequest())
+    return _train(setup, workdir, stop, progress_stream)
+
+
+def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_stream
+           ) -> dict[str, Any]:
+  config = setup.config
+  is_writer = jax.process_index() == 0
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, train_rng = jax.random.split(rng)
+
+  # Checkpoint: restore the newest intact one, if any.
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints,
+                                    async_save=config.get('async_checkpoints', True))
+  state = init_state(setup, init_rng)
+  try:
+    start_step, state = ckpt.restore_latest(state, log=lambda line: print(line, flush=True))
+  except checkpointing.DamagedCheckpointError:
+    ckpt.close()  # orbax's threads must stop before the interpreter does
+    raise
+  last_good = ckpt.path(start_step) if start_step else None
+
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_writer, resume_step=start_step)
+  kwargs = {} if progress_stream is None else {'stream': progress_stream}
+  progress = metrics_lib.Progress(setup.total_steps, start_step, setup.global_batch,
+                                  setup.num_devices, enabled=is_writer, **kwargs)
+  if start_step:
+    progress.message(f'Resuming from {ckpt.path(start_step)} (step {start_step}).')
+
+  # Input.
+  train_iter = data_lib.make_train_iterator(
+      config.data, setup.global_batch, config.seed, start_step=start_step,
+      num_local_devices=setup.num_local_devices, process_index=jax.process_index(),
+      process_count=jax.process_count(), full_batch=config.full_batch)
+  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch', 2), setup.devices)
+  eval_batches = data_lib.make_eval_iterator(
+      config.data, setup.eval_batch, setup.num_local_devices, jax.process_index(),
+      jax.process_count())
+
+  # Update and evals, pmap'd once.
+  p_train_step = jax.pmap(make_train_step(setup), axis_name=AXIS, donate_argnums=(0,),
+                          devices=setup.devices)
+  p_eval_step = pmap_eval_step(setup)
+  state = replicate(state, setup.devices)
+  rngs = replicate(train_rng, setup.devices)
+
+  record: dict[str, Any] = {}
+  pending = None  # (step, metrics) of the previous step, checked one step late
+  last_logged_train = None
+
+  def check(step, m):
+    if not bool(unreplicate(m['finite'])):
+      where = (f'the last good checkpoint is {last_good}' if last_good else
+               'no checkpoint was written yet')
+      raise NonFiniteError(f'loss or gradients are NaN/Inf at step {step}; stopped, '
+                           f'{where}; metrics up to step {last_logged_train} are in '
+                           f'{os.path.join(workdir, metrics_lib.METRICS_FILE)}')
+
+  try:
+    for step in range(start_step + 1, setup.total_steps + 1):
+      batch = next(train_iter)
+      state, m = p_train_step(state, batch, rngs)
+      if pending is not None:
+        check(*pending)  # the previous step is done (or nearly) by now: cheap sync
+      pending = (step, m)
+      if step == start_step + 1:
+        jax.block_until_ready(m)
+        progress.reset(step)  # exclude compilation from throughput
+
+      do_log = _every(step, config.log_every, setup.total_steps)
+      do_eval = _every(step, config.eval_every, setup.total_steps)
+      do_ckpt = _every(step, config.checkpoint_every, setup.total_steps)
+      # One process polls every step; several agree at log steps (a collective).
+      preempted = (jax.process_count() == 1 or do_log) and stop.should_stop()
+      do_ckpt = do_ckpt or preempted
+      if not (do_log or do_eval or do_ckpt):
+        continue
+      check(step, m)
+      pending = None
+      record = {}
+      if do_log:
+        host = unreplicate(m)
+        host.pop('finite')
+        record.update({k: float(v) for k, v in host.items()})
+        record.update(progress.measure(step))
+        record['epoch'] = step * setup.global_batch / setup.info.num_train
+        last_logged_train = step
+      progress.pause()
+      if do_eval:
+        evals = evaluate(p_eval_step, state.params, state.model_state, eval_batches,
+                         setup.task, setup.devices)
+        _check_eval_finite(step, evals, last_good)
+        record.update(evals)
+      if do_ckpt:
+        ckpt.save(step, unreplicate(state))
+        last_good = ckpt.path(step)
+      if record:
+        writer.write(step, record)
+        progress.show(step, record)
+      progress.resume()
+      if preempted:
+        ckpt.wait()
+        raise Preempted(f'{stop.signal_name} at step {step}: saved {last_good}; rerun the '
+                        'same command to resume')
+    if pending is not None:
+      check(*pending)
+  finally:
+    train_iter.close()  # stops and joins the prefetch thread before exit
+    writer.close()
+    ckpt.close()
+
+  if not record:  # resumed a finished run: report its last record
+    logged = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))
+    record = logged[-1] if logged else {}
+  if is_writer:
+    from experiments import plots  # pylint: disable=g-import-not-at-top  (matplotlib is slow)
+    records = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))
+    plots.training_curves(records, os.path.join(workdir, 'curves.png'),
+                          title=f'{config.model.name} on {config.data.name}')
+  return record

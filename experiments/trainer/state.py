@@ -1,0 +1,82 @@
+"""What a run holds: the validated `Setup`, the `TrainState`, and their device copies.
+
+`AXIS` is the name of the pmap axis over the local devices ('batch'): the
+train step averages gradients over it, SyncBN reduces its statistics over it,
+the eval step sums over it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from experiments import config_validation
+from experiments import data as data_lib
+
+AXIS = 'batch'
+
+
+class NonFiniteError(RuntimeError):
+  """The loss or the gradients became NaN/Inf; the run stopped."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM/SIGINT stopped the run after saving the step it had reached."""
+
+
+class TrainState(NamedTuple):
+  """Everything that changes during training (and goes into a checkpoint)."""
+  step: Any          # int32 scalar: updates done so far
+  params: Any        # float32 parameters
+  opt_state: Any     # optimizer state (float32)
+  model_state: Any   # non-trained collections, e.g. {'batch_stats': ...}; {} if none
+
+
+@dataclasses.dataclass
+class Setup:
+  """A validated experiment: every object the loop needs, nothing run yet.
+
+  `frozen_state`: a pytree of bools like the model state (True: a BatchNorm
+  statistic of a module frozen by optimizer.freeze, kept fixed), or None.
+  """
+  config: ml_collections.ConfigDict
+  info: data_lib.DatasetInfo
+  module: Any
+  task: Any
+  tx: optax.GradientTransformation
+  schedule: Callable[[Any], Any]
+  penalty: Optional[Callable[[Any], jax.Array]]
+  total_steps: int
+  global_batch: int
+  num_devices: int
+  num_local_devices: int
+  variable_shapes: Any
+  devices: list[Any]
+  eval_batch: int
+  frozen_state: Any = None
+
+
+def dtype_of(name: str) -> Any:
+  """The compute dtype called `name` (one of `config_validation.DTYPES`)."""
+  if name not in config_validation.DTYPES:
+    raise ValueError(f'dtype={name!r}; valid: {", ".join(config_validation.DTYPES)}')
+  return getattr(jnp, name)
+
+
+def replicate(tree: Any, devices: list[Any]) -> Any:
+  """One copy of `tree` per device, stacked along a leading device axis."""
+  return flax.jax_utils.replicate(tree, devices)
+
+
+def unreplicate(tree: Any) -> Any:
+  """Host copy of device 0's replica (no per-shape compiled slicing)."""
+  def first(x):
+    shard = np.asarray(x.addressable_shards[0].data)
+    return shard[0] if shard.ndim == x.ndim else shard
+  return jax.tree.map(first, tree)
