@@ -60,7 +60,14 @@ class Checkpointer:
     self._async = async_save
     self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
     self._hasher = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
-    self._manager = self._open()
+    self._opened: Optional[ocp.CheckpointManager] = self._open()
+
+  @property
+  def _manager(self) -> ocp.CheckpointManager:
+    """Orbax's manager, reopened on first use after a step was moved aside."""
+    if self._opened is None:
+      self._opened = self._open()
+    return self._opened
 
   def _open(self) -> ocp.CheckpointManager:
     with _absl_errors_silenced():  # a damaged step's metadata is reported by restore_latest
@@ -175,6 +182,7 @@ class Checkpointer:
       return self.path(step)
     self._finish_pending()
     self._manager.close()
+    self._opened = None  # its step list is stale; reopened when next needed
     dest_dir = os.path.join(self.workdir, DAMAGED_DIR)
     os.makedirs(dest_dir, exist_ok=True)
     dest = os.path.join(dest_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')
@@ -183,13 +191,14 @@ class Checkpointer:
       suffix += 1
     dest += f'.{suffix}' if suffix else ''
     shutil.move(self.path(step), dest)
-    self._manager = self._open()
     return dest
 
   def close(self) -> None:
     """Waits for pending saves, then releases orbax's resources."""
-    self._finish_pending()
-    self._manager.close()
+    if self._opened is not None:
+      self._finish_pending()
+      self._opened.close()
+      self._opened = None
     if self._hasher is not None:
       self._hasher.shutdown()
 

@@ -179,6 +179,9 @@ def _augmentations() -> tuple[str, ...]:
   return tuple(dict.fromkeys((*data_config.AUGMENTATIONS, *seg_pipeline.AUGMENTATIONS)))
 
 
+# Compute dtypes by their jnp names (parameters and optimizer state stay float32).
+DTYPES = ('float32', 'bfloat16')
+
 # The fixed sections: dotted key -> domain (a callable builds it when it needs an import).
 FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'seed': NON_NEGATIVE_INT,
@@ -194,7 +197,7 @@ FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'reg.strength': NON_NEGATIVE,
     'reg.mask': one_of('kernels', 'weights', 'all'),
     'reg.beta': NON_NEGATIVE,
-    'dtype': one_of('float32', 'bfloat16'),
+    'dtype': one_of(*DTYPES),
     'accum_steps': COUNT,
     'full_batch': BOOL,
     'sync_batch_norm': BOOL,

@@ -28,11 +28,12 @@ class WorkdirLock:
     self._fd: Optional[int] = None
 
   def acquire(self) -> 'WorkdirLock':
-    """Takes the lock (the workdir must exist).
+    """Takes the lock, creating the workdir if needed.
 
     Raises:
       WorkdirBusyError: a live process holds it; the message names its pid.
     """
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

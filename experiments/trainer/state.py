@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments import config_validation
+from experiments import config_domains
 from experiments import data as data_lib
 
 AXIS = 'batch'
@@ -63,9 +63,9 @@ class Setup:
 
 
 def dtype_of(name: str) -> Any:
-  """The compute dtype called `name` (one of `config_validation.DTYPES`)."""
-  if name not in config_validation.DTYPES:
-    raise ValueError(f'dtype={name!r}; valid: {", ".join(config_validation.DTYPES)}')
+  """The compute dtype called `name` (one of `config_domains.DTYPES`)."""
+  if name not in config_domains.DTYPES:
+    raise ValueError(f'dtype={name!r}; valid: {", ".join(config_domains.DTYPES)}')
   return getattr(jnp, name)
 
 
