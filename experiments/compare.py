@@ -47,6 +47,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments import jsonl  # noqa: E402
 from experiments.sweeps.cli import config_source  # noqa: E402
 from experiments.sweeps.cli import fail  # noqa: E402
 from experiments.sweeps.cli import raw_config_flag  # noqa: E402
@@ -224,7 +225,7 @@ def run_arm(arm: Arm, *, config: Any, config_path: str, config_arg: Optional[str
     runs += [r for r in more if r.state == 'COMPLETE']
     failures += [f'seed={r.params.get("seed")}: {r.reason}' for r in more
                  if r.state != 'COMPLETE']
-  curves = [with_wall_time(engine.read_metrics(os.path.join(r.workdir, 'metrics.jsonl')))
+  curves = [with_wall_time(jsonl.read(os.path.join(r.workdir, 'metrics.jsonl')))
             for r in runs]
   hits = [to_target(c, metric, target, direction) for c in curves]
   return ArmResult(arm.name, best_lr, lr_scores, [float(r.value) for r in runs],
@@ -332,7 +333,7 @@ def main(argv: list[str]) -> int:
   except Exception as e:  # pylint: disable=broad-except
     fail(f'cannot load the config: {" ".join(str(e).split())}')
 
-  from experiments.sweeps import engine  # pylint: disable=g-import-not-at-top
+  from experiments.sweeps import storage as storage_lib  # pylint: disable=g-import-not-at-top
   cfg = config.get('compare', {}) or {}
   try:
     metric = _METRIC.value or cfg.get('metric', 'val/accuracy')
@@ -353,7 +354,7 @@ def main(argv: list[str]) -> int:
                      _SECOND_ORDER_STEPS.value or cfg.get('second_order_steps', 50))
     workdir = os.path.abspath(_WORKDIR.value)
     if _STORAGE.value:
-      engine.open_storage(_STORAGE.value)
+      storage_lib.open_storage(_STORAGE.value)
   except ValueError as e:
     fail(' '.join(str(e).split()))
   os.makedirs(workdir, exist_ok=True)

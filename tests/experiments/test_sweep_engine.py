@@ -21,11 +21,12 @@ import ml_collections
 import pytest
 
 from experiments.sweeps import engine
+from experiments.sweeps import launcher
 from experiments.sweeps import report
 from experiments.sweeps import space
 from experiments.sweeps import spec as spec_lib
 
-ROOT = engine.PROJECT_ROOT
+ROOT = launcher.PROJECT_ROOT
 
 FAKE_TRAINER = '''
 import json, math, os, sys, time
