@@ -4,6 +4,10 @@
     postgresql://USER:PASSWORD@HOST:PORT/DATABASE  workers on any host
     mysql+pymysql://USER:PASSWORD@HOST/DATABASE
 
+`postgresql://` is driven by psycopg 3 (`pip install 'psycopg[binary]'`,
+the `postgresql` extra of setup.cfg) whatever SQLAlchemy's default driver for
+it; `postgresql+DRIVER://` picks another.
+
 With `heartbeat_s`, every running trial's worker records a heartbeat in the
 database (server time) every `heartbeat_s` seconds, and a RUNNING trial whose
 last beat is older than `grace_s` is failed by Optuna's
@@ -35,13 +39,15 @@ def open_storage(url: str, *, heartbeat_s: Optional[int] = None,
     kwargs: dict[str, Any] = {'connect_args': {'timeout': 120}}
   else:
     kwargs = {'pool_pre_ping': True}  # a server may drop idle connections
+  driver_url = 'postgresql+psycopg://' + url[len('postgresql://'):] \
+      if url.startswith('postgresql://') else url
   try:
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
+    storage = optuna.storages.RDBStorage(driver_url, engine_kwargs=kwargs,
                                          heartbeat_interval=heartbeat_s, grace_period=grace_s)
     storage.get_all_studies()  # touches the database
   except Exception as e:  # pylint: disable=broad-except
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, ImportError):  # SQLAlchemy's dialect needs a driver module
-      msg += '; install its driver, e.g. pip install psycopg2-binary for postgresql://'
+      msg += "; install its driver, e.g. pip install 'psycopg[binary]' for postgresql://"
     raise ValueError(f'--storage={url!r}: cannot open the Optuna storage ({msg})') from None
   return storage
