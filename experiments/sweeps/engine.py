@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import optuna
 from optuna.trial import TrialState
+import sqlalchemy
 
 from experiments import jsonl
 from experiments.sweeps import launcher
@@ -73,6 +74,12 @@ class Sweep:
     self.cli_overrides = {k: v for k, v in cli_overrides.items()
                           if not k.startswith(('sweep.', 'compare.'))}
     self.storage_url = storage_url or f'sqlite:///{os.path.join(self.workdir, "sweep.db")}'
+    self._lock_path = os.path.join(self.workdir, '.plan.lock')
+    if storage_lib.is_local(self.storage_url):
+      with contextlib.suppress(sqlalchemy.exc.ArgumentError):  # open() reports a bad URL
+        database = sqlalchemy.engine.make_url(self.storage_url).database
+        if database and database != ':memory:':
+          self._lock_path = os.path.abspath(database) + '.lock'
     self.study_name = study_name
     self.trainer = trainer
     self.stale_after = stale_after
@@ -116,12 +123,13 @@ class Sweep:
     return self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
 
   def _lock(self) -> contextlib.AbstractContextManager:
-    """A host-local lock (WORKDIR/.plan.lock) around planning and claiming.
-    Processes on other hosts sharing an RDB storage rely on its row locks and
-    on duplicate pruning instead."""
+    """A host-local file lock around planning and claiming: next to a SQLite
+    database (which has no row locks) for every process using it, else
+    WORKDIR/.plan.lock for this host's threads and processes; processes on
+    other hosts rely on the server's row locks and on duplicate pruning."""
     @contextlib.contextmanager
     def lock() -> Iterator[None]:
-      with open(os.path.join(self.workdir, '.plan.lock'), 'w') as f:
+      with open(self._lock_path, 'w') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
           yield

@@ -16,10 +16,15 @@ worker on another host learns that a worker died mid-trial.
 """
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from typing import Any, Optional
 
 import optuna
+import sqlalchemy
+
+_SCHEMA_ATTEMPTS = 5
 
 # The heartbeat is marked experimental in Optuna; its API is what this module uses.
 warnings.filterwarnings('ignore', message=r'.*(heartbeat_interval|fail_stale_trials)',
@@ -42,9 +47,19 @@ def open_storage(url: str, *, heartbeat_s: Optional[int] = None,
   driver_url = 'postgresql+psycopg://' + url[len('postgresql://'):] \
       if url.startswith('postgresql://') else url
   try:
-    storage = optuna.storages.RDBStorage(driver_url, engine_kwargs=kwargs,
-                                         heartbeat_interval=heartbeat_s, grace_period=grace_s)
-    storage.get_all_studies()  # touches the database
+    for attempt in range(_SCHEMA_ATTEMPTS):
+      try:
+        storage = optuna.storages.RDBStorage(
+            driver_url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
+            grace_period=grace_s)
+        storage.get_all_studies()  # touches the database
+        break
+      except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+        # Workers starting together on a new database race to create Optuna's
+        # tables; the loser's transaction is rolled back and it finds them next time.
+        if attempt == _SCHEMA_ATTEMPTS - 1:
+          raise
+        time.sleep(0.2 + random.random())
   except Exception as e:  # pylint: disable=broad-except
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, ImportError):  # SQLAlchemy's dialect needs a driver module
