@@ -143,6 +143,7 @@ def _grid_rows(workdir):
           for r in rows]
 
 
+@pytest.mark.slow
 def test_grid_sweep_gives_the_same_table_as_sqlite(tmp_path, postgresql_url):
   env = dict(os.environ)
   env.pop('XLA_FLAGS', None)
