@@ -138,7 +138,9 @@ def test_bad_input_exits_2_before_any_trial(files):
   env = stand_in.env(files)
   for extra, message in [
       (['--config.sweep.parameters.lr.path=optimizer.lr'], "unknown config path 'optimizer.lr'"),
-      (['--storage=mysql://nobody@127.0.0.1:1/none'], 'cannot open the Optuna storage')]:
+      (['--storage=mysql://nobody@127.0.0.1:1/none'], 'cannot open the Optuna storage'),
+      (['--storage=postgresql://nobody@127.0.0.1:1/none'], 'cannot open the Optuna storage'),
+      (['--heartbeat_s=10', '--stale_after=5'], '--stale_after=5: expected more than')]:
     proc = subprocess.run(stand_in.cli(files, files / 'bad', *extra), cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
