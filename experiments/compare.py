@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 
 from experiments import checks  # noqa: E402
 from experiments import config_cli  # noqa: E402
+from experiments import jsonl  # noqa: E402
 from experiments.sweeps.cli import fail  # noqa: E402
 
 SCHEDULES = ('constant', 'step', 'cosine', 'linear', 'inverse_sqrt', 'warmup_cosine')
@@ -223,7 +224,7 @@ def run_arm(arm: Arm, *, config: Any, config_path: str, config_arg: Optional[str
     runs += [r for r in more if r.state == 'COMPLETE']
     failures += [f'seed={r.params.get("seed")}: {r.reason}' for r in more
                  if r.state != 'COMPLETE']
-  curves = [with_wall_time(engine.read_metrics(os.path.join(r.workdir, 'metrics.jsonl')))
+  curves = [with_wall_time(jsonl.read(os.path.join(r.workdir, 'metrics.jsonl')))
             for r in runs]
   hits = [to_target(c, metric, target, direction) for c in curves]
   return ArmResult(arm.name, best_lr, lr_scores, [float(r.value) for r in runs],
@@ -326,7 +327,7 @@ def main(argv: list[str]) -> int:
   except Exception as e:  # pylint: disable=broad-except  (bad flags or config: one line)
     fail(checks.one_line(e))
 
-  from experiments.sweeps import engine  # pylint: disable=g-import-not-at-top
+  from experiments.sweeps import storage as storage_lib  # pylint: disable=g-import-not-at-top
   cfg = config.get('compare', {}) or {}
   try:
     metric = _METRIC.value or cfg.get('metric', 'val/accuracy')
@@ -347,7 +348,7 @@ def main(argv: list[str]) -> int:
                      _SECOND_ORDER_STEPS.value or cfg.get('second_order_steps', 50))
     workdir = os.path.abspath(_WORKDIR.value)
     if _STORAGE.value:
-      engine.open_storage(_STORAGE.value)
+      storage_lib.open_storage(_STORAGE.value)
   except ValueError as e:
     fail(checks.one_line(e))
   os.makedirs(workdir, exist_ok=True)

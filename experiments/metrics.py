@@ -24,25 +24,13 @@ from typing import Any, Mapping, Optional, TextIO
 
 import tqdm
 
+from experiments.jsonl import read as read_jsonl  # the one JSONL reader
+
 METRICS_FILE = 'metrics.jsonl'
 # Keys that depend on wall-clock time, not on the computation: a resumed run
 # matches an uninterrupted one on every other key, bit for bit.
 TIMING_KEYS = ('images_per_sec', 'images_per_sec_per_core', 'eta', 'steps_per_sec',
                'wall_time')
-
-
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-  """Every complete JSON line of `path` (a torn last line from a kill is skipped)."""
-  records = []
-  if not os.path.exists(path):
-    return records
-  with open(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        break
-  return records
 
 
 def truncate_jsonl(path: str, last_step: int) -> None:

@@ -12,7 +12,10 @@ Optuna study in `--storage` (default `sqlite:///WORKDIR/sweep.db`) is the
 source of truth, so
 
 - `--workers N` runs N trials at once here, and more processes on other
-  machines may join the same study through a shared RDB URL;
+  machines may join the same study through a shared RDB URL
+  (`--storage=postgresql://...`, docs/sweeps.md); a worker that dies
+  mid-trial stops beating (`--heartbeat_s`), and after `--stale_after`
+  seconds its trial is re-queued for the others;
 - killing the sweep and rerunning the same command finishes what remains:
   finished trials are never rerun, interrupted ones resume from their
   checkpoint;
@@ -56,9 +59,11 @@ _NUM_TRIALS = flags.DEFINE_integer('num_trials', None, 'Overrides sweep.num_tria
 _TRAINER = flags.DEFINE_string(
     'trainer', 'experiments.main',
     'Module run per trial as `python -m MODULE --config=FILE --workdir=DIR`.')
-_STALE = flags.DEFINE_float(
-    'stale_after', 120.0, 'A RUNNING trial of another host without a heartbeat for this '
-    'many seconds is re-queued (same host: as soon as its worker process is gone).')
+_HEARTBEAT = flags.DEFINE_integer(
+    'heartbeat_s', 10, 'Seconds between the heartbeats a worker records for its running trial.')
+_STALE = flags.DEFINE_integer(
+    'stale_after', 120, 'A RUNNING trial without a heartbeat for this many seconds is failed '
+    'and re-queued (SQLite storage: as soon as its worker process on this host is gone).')
 
 
 def main(argv: list[str]) -> int:
@@ -72,6 +77,11 @@ def main(argv: list[str]) -> int:
       raise flags.Error('--workdir is required')
     if _WORKERS.value < 1:
       raise flags.Error(f'--workers={_WORKERS.value}: expected >= 1')
+    if _HEARTBEAT.value < 1:
+      raise flags.Error(f'--heartbeat_s={_HEARTBEAT.value}: expected >= 1')
+    if _STALE.value <= _HEARTBEAT.value:
+      raise flags.Error(f'--stale_after={_STALE.value}: expected more than --heartbeat_s='
+                        f'{_HEARTBEAT.value} (a live worker beats within that time)')
   except flags.Error as e:
     fail(' '.join(str(e).split()))
   except Exception as e:  # pylint: disable=broad-except  (a config that cannot load)
@@ -80,17 +90,18 @@ def main(argv: list[str]) -> int:
   from experiments.sweeps import engine  # pylint: disable=g-import-not-at-top
   from experiments.sweeps import report  # pylint: disable=g-import-not-at-top
   from experiments.sweeps import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from experiments.sweeps import storage  # pylint: disable=g-import-not-at-top
 
   path, arg = config_source(raw)
   try:
     spec = spec_lib.parse_sweep(config, num_trials=_NUM_TRIALS.value)
     overrides = dict(config_flags.get_override_values(flags.FLAGS['config']))
     if _STORAGE.value:  # check a remote storage before creating anything
-      engine.open_storage(_STORAGE.value)
+      storage.open_storage(_STORAGE.value)
     sweep = engine.Sweep(spec, workdir=_WORKDIR.value, config_path=path, config_arg=arg,
                          cli_overrides=overrides, storage_url=_STORAGE.value,
                          study_name=_STUDY.value, trainer=_TRAINER.value,
-                         stale_after=_STALE.value)
+                         stale_after=_STALE.value, heartbeat_s=_HEARTBEAT.value)
     sweep.open()
   except ValueError as e:
     fail(' '.join(str(e).split()))

@@ -30,3 +30,21 @@ def x64():
     yield
   finally:
     jax.config.update('jax_enable_x64', previous)
+
+
+@pytest.fixture(scope='session')
+def postgresql_server():
+  """A real PostgreSQL server on localhost for the session (tests/postgresql.py).
+  One that cannot start is an error, never a skip."""
+  from tests import postgresql  # pylint: disable=import-outside-toplevel
+  server = postgresql.Server().start()
+  yield server
+  server.stop()
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server, request):
+  """The URL of a fresh, empty database on the session's PostgreSQL server."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  name = 't_' + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+  return postgresql_server.create_database(name)

@@ -9,166 +9,53 @@ of the previous stage), so any process can plan and all plan the same trials.
 Workers, here (`--workers N` threads) or on other machines sharing the same
 RDB storage, loop:
 
-1. re-queue stale trials: RUNNING trials whose worker died (same host: its pid
-   is gone; elsewhere: no heartbeat for `stale_after` seconds) are marked FAIL
-   with `stale` set and re-enqueued under the same key, so the next worker
-   resumes the trial's sub-workdir from its last checkpoint;
-2. plan the first unfinished stage if its trials do not exist yet;
+1. give up trials whose worker died: Optuna fails every RUNNING trial without
+   a heartbeat for `stale_after` seconds (`optuna.storages.fail_stale_trials`);
+   on a SQLite storage (one host) a trial whose worker process is gone is
+   failed at once. Such an *abandoned* trial is FAIL without a `fail_reason`;
+2. plan the first unfinished stage: enqueue every key of it that has no live
+   trial (never planned, or abandoned: that key is re-queued, and the next
+   worker resumes its sub-workdir from its last checkpoint);
 3. claim a WAITING trial atomically (WAITING -> RUNNING in the storage, as
    Optuna's own `ask` does); if a lower-numbered live trial has the same key
    (two processes planned at once) the claimed copy is pruned as a duplicate;
-4. run it: `python -m experiments.main --config=trials/<key>.config.py
-   --workdir=trials/<key>` in a subprocess, then record COMPLETE with the
-   metric, or FAIL with the reason (non-zero exit: the trainer's last line;
-   NaN/Inf: 'diverged').
+4. run it (experiments/sweeps/launcher.py) and record COMPLETE with the
+   metric, or FAIL with a one-line `fail_reason` (non-zero exit: the trainer's
+   last line; NaN/Inf: 'diverged').
 
-A trial key is *done* when its canonical trial (the lowest-numbered one that
-is neither stale nor a duplicate) is COMPLETE or FAIL, so killing and
-rerunning a sweep finishes what remains and never redoes a finished trial.
+A trial key is *done* when its canonical trial (the lowest-numbered live one:
+not a duplicate, not abandoned) is COMPLETE or FAIL, so killing and rerunning
+a sweep finishes what remains and never redoes a finished trial.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
-import math
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
+import sqlalchemy
 
+from experiments import jsonl
+from experiments.sweeps import launcher
 from experiments.sweeps import space
+from experiments.sweeps import storage as storage_lib
+from experiments.sweeps.results import TrialResult
+from experiments.sweeps.results import format_value
+from experiments.sweeps.results import live_line
+from experiments.sweeps.results import summarize
 from experiments.sweeps.spec import SweepSpec
 
-# Sets the parent-death signal (Linux) so a trial dies with its worker, then
-# runs the trainer module as `python -m` would.
-_LAUNCH = (
-    'import sys, runpy\n'
-    'try:\n'
-    '  import ctypes, signal\n'
-    '  ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)\n'
-    'except Exception:\n'
-    '  pass\n'
-    'sys.argv = [sys.argv[1]] + sys.argv[2:]\n'
-    'runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)\n')
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@dataclasses.dataclass
-class TrialResult:
-  """One finished trial as the report shows it."""
-  number: int
-  key: str
-  stage: int
-  state: str  # 'COMPLETE' or 'FAIL'
-  value: Optional[float]
-  params: dict[str, Any]
-  reason: str
-  workdir: str
-  steps: Optional[int]
-  wall_s: Optional[float]
-
-
-def metric_label(metric: str) -> str:
-  """'val/accuracy' -> 'val acc' (the course's live-line label)."""
-  short = {'accuracy': 'acc', 'loss': 'loss', 'top5': 'top5'}
-  parts = metric.split('/')
-  return ' '.join(short.get(p, p) for p in parts)
-
-
-def format_value(value: Any) -> str:
-  if isinstance(value, float):
-    return f'{value:e}'
-  return str(value)
-
-
-def live_line(spec: SweepSpec, result: TrialResult, done: int, total: int) -> str:
-  """`val acc: 0.412000, lr: 1.405206e-04, reg: 4.793564e-01, (1 / 100)`."""
-  head = (f'{metric_label(spec.metric)}: {result.value:f}' if result.state == 'COMPLETE'
-          else f'FAILED ({result.reason})')
-  params = ''.join(f', {p.name}: {format_value(result.params.get(p.name))}'
-                   for p in spec.params)
-  return f'{head}{params}, ({done} / {total})'
-
-
-def read_metrics(path: str) -> list[dict[str, Any]]:
-  """The records of a metrics.jsonl file (missing file: [])."""
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          out.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass  # a line cut by a kill
-  return out
-
-
-def summarize(records: Sequence[dict[str, Any]], metric: str, summary: str,
-              direction: str) -> tuple[Optional[float], Optional[int], str]:
-  """(value, last step, failure reason or '') of a finished run's metrics."""
-  for r in records:
-    for key in ('train/loss', 'val/loss', metric):
-      v = r.get(key)
-      if isinstance(v, (int, float)) and not math.isfinite(v):
-        return None, r.get('step'), f'diverged ({key}={v} at step {r.get("step")})'
-  values = [(r[metric], r.get('step')) for r in records
-            if isinstance(r.get(metric), (int, float))]
-  if not values:
-    return None, None, f'no {metric!r} in metrics.jsonl'
-  last_step = records[-1].get('step')
-  if summary == 'last':
-    return float(values[-1][0]), last_step, ''
-  pick = max if direction == 'maximize' else min
-  return float(pick(v for v, _ in values)), last_step, ''
-
-
-def _process_start(pid: int) -> Optional[str]:
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      return f.read().rsplit(')', 1)[1].split()[19]
-  except (OSError, IndexError):
-    return None
-
-
-def _alive(pid: int, start: Optional[str]) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  now = _process_start(pid)
-  return start is None or now is None or now == start
-
-
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-  """An Optuna RDB storage; ValueError (one line) if it cannot be opened."""
-  kwargs: dict[str, Any] = {}
-  if url.startswith('sqlite'):
-    kwargs = {'connect_args': {'timeout': 120}}
-  else:
-    kwargs = {'pool_pre_ping': True}
-  try:
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    storage.get_all_studies()  # touches the database
-  except Exception as e:  # pylint: disable=broad-except
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ValueError(f'--storage={url!r}: cannot open the Optuna storage ({msg})') from None
-  return storage
+def _one_line(e: BaseException) -> str:
+  text = ' '.join(str(e).split())
+  return f'{type(e).__name__}: {text}' if text else type(e).__name__
 
 
 class Sweep:
@@ -177,8 +64,8 @@ class Sweep:
   def __init__(self, spec: SweepSpec, *, workdir: str, config_path: str,
                config_arg: Optional[str], cli_overrides: dict[str, Any],
                storage_url: Optional[str] = None, study_name: str = 'sweep',
-               trainer: str = 'experiments.main', stale_after: float = 120.0,
-               heartbeat_s: float = 10.0, poll_s: float = 1.0,
+               trainer: str = 'experiments.main', stale_after: int = 120,
+               heartbeat_s: int = 10, poll_s: float = 1.0,
                log: Callable[[str], None] = lambda line: print(line, flush=True)):
     self.spec = spec
     self.workdir = os.path.abspath(workdir)
@@ -187,6 +74,12 @@ class Sweep:
     self.cli_overrides = {k: v for k, v in cli_overrides.items()
                           if not k.startswith(('sweep.', 'compare.'))}
     self.storage_url = storage_url or f'sqlite:///{os.path.join(self.workdir, "sweep.db")}'
+    self._lock_path = os.path.join(self.workdir, '.plan.lock')
+    if storage_lib.is_local(self.storage_url):
+      with contextlib.suppress(sqlalchemy.exc.ArgumentError):  # open() reports a bad URL
+        database = sqlalchemy.engine.make_url(self.storage_url).database
+        if database and database != ':memory:':
+          self._lock_path = os.path.abspath(database) + '.lock'
     self.study_name = study_name
     self.trainer = trainer
     self.stale_after = stale_after
@@ -194,8 +87,7 @@ class Sweep:
     self.poll_s = poll_s
     self.log = log
     self._host = socket.gethostname()
-    self._pid = os.getpid()
-    self._start = _process_start(self._pid)
+    self._me = launcher.ProcessId.of(os.getpid())
     self._print_lock = threading.Lock()
     self._stop = threading.Event()
     self._storage: Any = None
@@ -209,7 +101,8 @@ class Sweep:
     os.makedirs(self.workdir, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with self._lock():  # processes starting together create the schema once
-      storage = open_storage(self.storage_url)
+      storage = storage_lib.open_storage(self.storage_url, heartbeat_s=self.heartbeat_s,
+                                         grace_s=self.stale_after)
       self._storage = storage  # thread-safe; shared by the worker threads
       study = optuna.create_study(
           storage=storage, study_name=self.study_name, direction=self.spec.direction,
@@ -230,12 +123,13 @@ class Sweep:
     return self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
 
   def _lock(self) -> contextlib.AbstractContextManager:
-    """A host-local lock (WORKDIR/.plan.lock) around planning and claiming.
-    Processes on other hosts sharing an RDB storage rely on its row locks and
-    on duplicate pruning instead."""
+    """A host-local file lock around planning and claiming: next to a SQLite
+    database (which has no row locks) for every process using it, else
+    WORKDIR/.plan.lock for this host's threads and processes; processes on
+    other hosts rely on the server's row locks and on duplicate pruning."""
     @contextlib.contextmanager
     def lock() -> Iterator[None]:
-      with open(os.path.join(self.workdir, '.plan.lock'), 'w') as f:
+      with open(self._lock_path, 'w') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
           yield
@@ -246,8 +140,14 @@ class Sweep:
   # --- bookkeeping ---------------------------------------------------------------
 
   @staticmethod
-  def _live(t: optuna.trial.FrozenTrial) -> bool:
-    return 'stale' not in t.user_attrs and 'duplicate_of' not in t.user_attrs
+  def abandoned(t: optuna.trial.FrozenTrial) -> bool:
+    """Failed because its worker died, not because the trial failed: a trial
+    that ran to an end is FAIL only with a recorded `fail_reason`."""
+    return t.state == TrialState.FAIL and 'fail_reason' not in t.user_attrs
+
+  @classmethod
+  def _live(cls, t: optuna.trial.FrozenTrial) -> bool:
+    return 'duplicate_of' not in t.user_attrs and not cls.abandoned(t)
 
   def canonical(self, trials: Sequence[optuna.trial.FrozenTrial]
                 ) -> dict[str, optuna.trial.FrozenTrial]:
@@ -263,16 +163,19 @@ class Sweep:
   def _finished(t: optuna.trial.FrozenTrial) -> bool:
     return t.state in (TrialState.COMPLETE, TrialState.FAIL)
 
+  @staticmethod
+  def _params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return dict(t.params) or dict(t.system_attrs.get('fixed_params', {}))
+
   def results(self, study: optuna.Study) -> list[TrialResult]:
     """Every finished canonical trial."""
     out = []
     for key, t in sorted(self.canonical(study.get_trials(deepcopy=False)).items()):
       if not self._finished(t):
         continue
-      params = dict(t.params) or dict(t.system_attrs.get('fixed_params', {}))
       out.append(TrialResult(
           t.number, key, int(t.user_attrs.get('stage', 0)), t.state.name,
-          t.value if t.state == TrialState.COMPLETE else None, params,
+          t.value if t.state == TrialState.COMPLETE else None, self._params(t),
           t.user_attrs.get('fail_reason', ''), t.user_attrs.get('workdir', ''),
           t.user_attrs.get('steps'), t.user_attrs.get('wall_s')))
     return out
@@ -305,9 +208,14 @@ class Sweep:
     return [(f's{stage}/t{i:04d}', v) for i, v in enumerate(values)]
 
   def _enqueue_stage(self, stage: int, study: optuna.Study) -> None:
+    """Enqueues every key of `stage` without a live trial: new keys with the
+    plan's values, abandoned ones again with the values they ran with."""
     with self._lock():
       trials = study.get_trials(deepcopy=False)
       existing = {t.user_attrs.get('key') for t in trials}
+      live = self.canonical(trials)
+      lost = {t.user_attrs['key']: t for t in trials
+              if t.user_attrs.get('key') not in live and self.abandoned(t)}
       params = self.stage_params(stage, study)
       if stage > 0 and not any(k and k.startswith(f's{stage}/') for k in existing):
         ranges = ', '.join(
@@ -315,54 +223,47 @@ class Sweep:
             else f'{p.name} in {list(p.values)}' for p in params)
         self._print(f'stage {stage}: {ranges}')
       for key, values in self.plan(stage, study):
-        if key not in existing:
+        if key in live:
+          continue
+        if key in lost:
+          t = lost[key]
+          study.enqueue_trial(self._params(t), user_attrs={
+              **{k: v for k, v in t.user_attrs.items() if k in ('key', 'stage', 'space')},
+              'requeued_from': t.number})
+          reason = t.user_attrs.get('abandoned', f'no heartbeat for {self.stale_after} s')
+          self._print(f'trial {key} (#{t.number}) was left RUNNING ({reason}); '
+                      're-queued, it resumes from its checkpoint')
+        elif key not in existing:
           study.enqueue_trial(values, user_attrs={
               'key': key, 'stage': stage,
               'space': json.dumps({p.name: [p.distribution, p.low, p.high, list(p.values)]
                                    for p in params}, default=repr)})
 
-  # --- stale trials -----------------------------------------------------------------
+  # --- trials whose worker died -------------------------------------------------------
 
-  def _stale_reason(self, t: optuna.trial.FrozenTrial) -> Optional[str]:
-    owner = t.user_attrs.get('owner')
-    now = time.time()
-    if owner and owner.get('host') == self._host:
-      if owner.get('pid') == self._pid and owner.get('start') == self._start:
-        return None  # ours (another thread)
-      if _alive(owner['pid'], owner.get('start')):
-        return None
-      child = owner.get('child_pid')
-      if child and _alive(child, owner.get('child_start')):
-        with contextlib.suppress(OSError):
-          os.killpg(child, signal.SIGKILL)
-      return f'worker pid {owner["pid"]} on {self._host} is gone'
-    beat = t.user_attrs.get('heartbeat')
-    if beat is None and t.datetime_start is not None:
-      beat = t.datetime_start.timestamp()
-    if beat is not None and now - beat > self.stale_after:
-      return f'no heartbeat for {now - beat:.0f} s'
-    return None
-
-  def _requeue_stale(self, study: optuna.Study) -> None:
+  def _abandon_dead(self, study: optuna.Study) -> None:
+    """Fails the RUNNING trials whose worker died: by Optuna's heartbeat on any
+    storage; at once on SQLite, whose workers all run on this host, when the
+    worker's process is gone (its orphaned trial process, if any, is killed)."""
+    optuna.storages.fail_stale_trials(study)
+    if not storage_lib.is_local(self.storage_url):
+      return  # pids of other hosts (or containers) mean nothing here
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-      if 'key' not in t.user_attrs or not self._live(t):
+      owner = t.user_attrs.get('owner')
+      if not owner or owner.get('host') != self._host or 'key' not in t.user_attrs:
         continue
-      reason = self._stale_reason(t)
-      if reason is None:
+      worker = launcher.ProcessId(owner['pid'], owner.get('start'))
+      if worker == self._me or worker.alive():
         continue
+      if owner.get('child_pid'):
+        launcher.ProcessId(owner['child_pid'], owner.get('child_start')).kill_group()
       with self._lock():
-        fresh = self._storage.get_trial(self._tid(t))
-        if fresh.state != TrialState.RUNNING or 'stale' in fresh.user_attrs:
+        tid = self._tid(t)
+        if self._storage.get_trial(tid).state != TrialState.RUNNING:
           continue
-        storage = self._storage
-        storage.set_trial_user_attr(self._tid(t), 'stale', reason)
-        storage.set_trial_user_attr(self._tid(t), 'fail_reason', f'stale: {reason}')
-        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        params = dict(t.params) or dict(t.system_attrs.get('fixed_params', {}))
-        attrs = {k: v for k, v in t.user_attrs.items() if k in ('key', 'stage', 'space')}
-        study.enqueue_trial(params, user_attrs={**attrs, 'requeued_from': t.number})
-        self._print(f'trial {t.user_attrs["key"]} (#{t.number}) was left RUNNING '
-                    f'({reason}); re-queued, it resumes from its checkpoint')
+        self._storage.set_trial_user_attr(
+            tid, 'abandoned', f'worker pid {worker.pid} on {self._host} is gone')
+        self._storage.set_trial_state_values(tid, TrialState.FAIL)
 
   # --- claiming and running --------------------------------------------------------------
 
@@ -373,9 +274,11 @@ class Sweep:
     storage = self._storage
     with self._lock():
       for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        tid = self._tid(t)
         try:
-          if storage.set_trial_state_values(self._tid(t), TrialState.RUNNING):
-            return optuna.trial.Trial(study, self._tid(t))
+          if storage.set_trial_state_values(tid, TrialState.RUNNING):
+            storage.record_heartbeat(tid)  # from now on, silence means a dead worker
+            return optuna.trial.Trial(study, tid)
         except optuna.exceptions.UpdateFinishedTrialError:
           continue
     return None
@@ -407,18 +310,25 @@ class Sweep:
     os.replace(tmp, path)
     return path
 
-  def trial_command(self, config_file: str, trial_dir: str) -> list[str]:
-    return [sys.executable, '-c', _LAUNCH, self.trainer, f'--config={config_file}',
-            f'--workdir={trial_dir}']
-
-  def _heartbeat(self, storage: Any, trial_id: int, done: threading.Event) -> None:
-    while not done.wait(self.heartbeat_s):
-      with contextlib.suppress(Exception):
-        storage.set_trial_user_attr(trial_id, 'heartbeat', time.time())
+  def _suggest(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+    """The trial's (enqueued) values, through the full configured ranges:
+    narrowed stages' draws lie inside them."""
+    values = {}
+    for p in self.spec.params:
+      if p.distribution == 'int':
+        values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+      elif p.numeric:
+        values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+      else:
+        values[p.name] = trial.suggest_categorical(p.name, list(p.values))
+    return values
 
   def _run_trial(self, study: optuna.Study, trial: optuna.trial.Trial) -> Optional[TrialResult]:
+    """Runs a claimed trial and records its outcome; None if it was not run
+    (a duplicate) or its outcome came too late (abandoned meanwhile)."""
     storage = self._storage
-    frozen = storage.get_trial(self._tid(trial))
+    tid = self._tid(trial)
+    frozen = storage.get_trial(tid)
     key = frozen.user_attrs['key']
     stage = int(frozen.user_attrs.get('stage', 0))
     twins = [t for t in study.get_trials(deepcopy=False)
@@ -427,76 +337,47 @@ class Sweep:
       trial.set_user_attr('duplicate_of', twins[0].number)
       study.tell(trial, state=TrialState.PRUNED)
       return None
-    owner = {'host': self._host, 'pid': self._pid, 'start': self._start}
+    owner = {'host': self._host, 'pid': self._me.pid, 'start': self._me.start}
     trial.set_user_attr('owner', owner)
-    trial.set_user_attr('heartbeat', time.time())
-    values = {}
-    for p in self.spec.params:
-      # The full configured range: narrowed stages' draws lie inside it.
-      if p.distribution == 'int':
-        values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
-      elif p.numeric:
-        values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
-      else:
-        values[p.name] = trial.suggest_categorical(p.name, list(p.values))
+    values = self._suggest(trial)
     trial_dir = self.trial_dir(key)
+    trial.set_user_attr('workdir', trial_dir)
     overrides = {**self.cli_overrides, **self.spec.stages[stage].budget,
                  **space.overrides_for(self.spec.params, values)}
-    config_file = self.write_trial_config(trial_dir, key, overrides)
-    trial.set_user_attr('workdir', trial_dir)
-    log_path = trial_dir + '.log'
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [PROJECT_ROOT] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
-    t0 = time.time()
-    done = threading.Event()
-    beat = threading.Thread(target=self._heartbeat,
-                            args=(storage, self._tid(trial), done), daemon=True)
-    with open(log_path, 'ab') as logf:
-      proc = subprocess.Popen(self.trial_command(config_file, trial_dir), cwd=PROJECT_ROOT,
-                              env=env, stdout=logf, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
-      trial.set_user_attr('owner', {**owner, 'child_pid': proc.pid,
-                                    'child_start': _process_start(proc.pid)})
-      beat.start()
-      try:
-        rc = proc.wait()
-      finally:
-        done.set()
-        if proc.poll() is None:
-          with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    wall = time.time() - t0
-    records = read_metrics(os.path.join(trial_dir, 'metrics.jsonl'))
-    if rc != 0:
-      value, steps, reason = None, (records[-1].get('step') if records else None), \
-          self._failure_line(log_path, rc)
-    else:
-      value, steps, reason = summarize(records, self.spec.metric, self.spec.summary,
-                                       self.spec.direction)
-    trial.set_user_attr('wall_s', wall)
-    trial.set_user_attr('steps', steps)
-    if reason:
-      trial.set_user_attr('fail_reason', reason)
-      study.tell(trial, state=TrialState.FAIL)
-    else:
-      study.tell(trial, value)
+    steps: Optional[int] = None
+    wall: Optional[float] = None
+    value: Optional[float] = None
+    try:
+      config_file = self.write_trial_config(trial_dir, key, overrides)
+      ended = launcher.run(
+          self.trainer, config_file, trial_dir, trial_dir + '.log',
+          heartbeat=lambda: storage.record_heartbeat(tid), heartbeat_s=self.heartbeat_s,
+          started=lambda child: trial.set_user_attr(
+              'owner', {**owner, 'child_pid': child.pid, 'child_start': child.start}))
+      wall = ended.wall_s
+      records = jsonl.read(os.path.join(trial_dir, 'metrics.jsonl'))
+      if ended.returncode != 0:
+        steps = records[-1].get('step') if records else None
+        reason = launcher.failure_line(trial_dir + '.log', ended.returncode)
+      else:
+        value, steps, reason = summarize(records, self.spec.metric, self.spec.summary,
+                                         self.spec.direction)
+    except (OSError, ValueError) as e:  # the trial's files: recorded, the sweep goes on
+      reason = _one_line(e)
+    try:
+      trial.set_user_attr('wall_s', wall)
+      trial.set_user_attr('steps', steps)
+      if reason:
+        trial.set_user_attr('fail_reason', reason)
+        study.tell(trial, state=TrialState.FAIL)
+      else:
+        study.tell(trial, value)
+    except optuna.exceptions.UpdateFinishedTrialError:
+      self._print(f'trial {key} (#{trial.number}) ended after its heartbeat lapsed and '
+                  'it was re-queued; this outcome is dropped')
+      return None
     return TrialResult(trial.number, key, stage, 'FAIL' if reason else 'COMPLETE', value,
                        values, reason, trial_dir, steps, wall)
-
-  @staticmethod
-  def _failure_line(log_path: str, rc: int) -> str:
-    if rc < 0:
-      return f'killed by signal {-rc}'
-    try:
-      with open(log_path, 'rb') as f:
-        f.seek(max(0, os.path.getsize(log_path) - 8192))
-        lines = [l.strip() for l in f.read().decode('utf-8', 'replace').splitlines()]
-    except OSError:
-      lines = []
-    lines = [l for l in lines if l]
-    last = lines[-1] if lines else ''
-    return f'exit {rc}: {last[:300]}' if last else f'exit {rc}'
 
   # --- the worker loop ----------------------------------------------------------------------
 
@@ -516,7 +397,7 @@ class Sweep:
     study = optuna.load_study(study_name=self.study_name, storage=self._storage,
                               sampler=optuna.samplers.RandomSampler(seed=self.spec.seed))
     while not self._stop.is_set():
-      self._requeue_stale(study)
+      self._abandon_dead(study)
       _, _, stage, planned = self.progress(study)
       if stage is None:
         return
@@ -552,7 +433,7 @@ class Sweep:
     threads = [threading.Thread(target=target, daemon=True) for _ in range(workers)]
     for t in threads:
       t.start()
-      time.sleep(0.05)  # stagger the first claims
+      self._stop.wait(0.05)  # stagger the first claims
     try:
       for t in threads:
         while t.is_alive():

@@ -11,9 +11,9 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.sweeps.engine import TrialResult  # noqa: E402
-from experiments.sweeps.engine import format_value  # noqa: E402
-from experiments.sweeps.engine import metric_label  # noqa: E402
+from experiments.sweeps.results import TrialResult  # noqa: E402
+from experiments.sweeps.results import format_value  # noqa: E402
+from experiments.sweeps.results import metric_label  # noqa: E402
 from experiments.sweeps.spec import SweepSpec  # noqa: E402
 
 

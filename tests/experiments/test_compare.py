@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from experiments import compare
-from experiments.sweeps import engine
+from experiments.sweeps import launcher
 
-ROOT = engine.PROJECT_ROOT
+ROOT = launcher.PROJECT_ROOT
 
 FAKE_TRAINER = '''
 import json, math, os, sys

@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from experiments import malloc_tuning
-from experiments.sweeps import engine
+from experiments.sweeps import launcher
 
-ROOT = engine.PROJECT_ROOT
+ROOT = launcher.PROJECT_ROOT
 ENTRY_POINTS = ('main', 'sweep', 'compare', 'benchmark')
 
 # Re-executes itself with the tunables (unless opted out), then counts the

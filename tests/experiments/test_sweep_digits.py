@@ -12,9 +12,9 @@ import re
 import subprocess
 import sys
 
-from experiments.sweeps import engine
+from experiments.sweeps import launcher
 
-ROOT = engine.PROJECT_ROOT
+ROOT = launcher.PROJECT_ROOT
 LINE = re.compile(r'^val acc: \d\.\d{6}, lr: \d\.\d{6}e[+-]\d\d, reg: \d\.\d{6}e[+-]\d\d, '
                   r'\(\d / 4\)$')
 

@@ -1,91 +1,33 @@
-"""The sweep engine's guarantees, with an instant stand-in trainer.
-
-The stand-in has experiments.main's command line (`--config=FILE
---workdir=DIR`), writes metrics.jsonl, checkpoints its step and resumes from
-it, and fails like the trainer does (exit 1, one line) when the learning rate
-is above `fail_above`. Engine behaviour (failures, kill + rerun, concurrent
-workers) is thereby tested without paying a JAX start-up per trial; the real
-trainer runs in test_sweep_digits.py.
+"""The sweep engine's guarantees on SQLite, with an instant stand-in trainer
+(tests/experiments/sweep_stand_in.py): failures, kill + rerun, concurrent
+workers. The real trainer runs in test_sweep_digits.py; workers sharing a
+PostgreSQL server in test_sweep_postgresql.py.
 """
 import csv
 import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 
 import ml_collections
 import pytest
 
 from experiments.sweeps import engine
+from experiments.sweeps import launcher
 from experiments.sweeps import report
 from experiments.sweeps import space
 from experiments.sweeps import spec as spec_lib
+from tests.experiments import sweep_stand_in as stand_in
 
-ROOT = engine.PROJECT_ROOT
-
-FAKE_TRAINER = '''
-import json, math, os, sys, time
-from experiments.sweeps import space
-
-args = dict(a[2:].split('=', 1) for a in sys.argv[1:])
-cfg = space.load_config(args['config'])
-wd = args['workdir']
-os.makedirs(wd, exist_ok=True)
-lr = cfg.optimizer.learning_rate
-if lr > cfg.fail_above:
-  print('error: loss is nan at step 3 (last good checkpoint: none)', file=sys.stderr)
-  sys.exit(1)
-ck = os.path.join(wd, 'ckpt.json')
-start = json.load(open(ck))['step'] if os.path.exists(ck) else 0
-with open(os.path.join(wd, 'runs.txt'), 'a') as f:
-  f.write(f'{start}\\n')
-with open(os.path.join(wd, 'metrics.jsonl'), 'a') as f:
-  for step in range(start + 1, cfg.total_steps + 1):
-    time.sleep(cfg.sleep)
-    acc = math.exp(-(math.log10(lr) + 2) ** 2) - cfg.reg.strength
-    f.write(json.dumps({'step': step, 'train/loss': 1 - acc, 'val/accuracy': acc}) + '\\n')
-    f.flush()
-    json.dump({'step': step}, open(ck + '.tmp', 'w'))
-    os.replace(ck + '.tmp', ck)
-'''
-
-CONFIG = '''
-import ml_collections
-from experiments.sweeps import space
-
-def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.optimizer = dict(name='sgd', learning_rate=0.1)
-  c.reg = dict(kind='l2', strength=0.0)
-  c.total_steps = 3
-  c.sleep = 0.0
-  c.fail_above = 100.0
-  c.sweep = dict(method='random', num_trials=3, metric='val/accuracy',
-                 direction='maximize',
-                 parameters=dict(lr=space.log_uniform('optimizer.learning_rate', 1e-4, 10.0),
-                                 reg=space.uniform('reg.strength', 0.0, 0.1)))
-  return c
-'''
+ROOT = launcher.PROJECT_ROOT
 
 
 @pytest.fixture()
 def files(tmp_path, monkeypatch):
   monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(tmp_path), ROOT]))
-  (tmp_path / 'fake_trainer.py').write_text(FAKE_TRAINER)
-  (tmp_path / 'cfg.py').write_text(CONFIG)
-  return tmp_path
-
-
-def _env(tmp_path):
-  env = dict(os.environ)
-  env['PYTHONPATH'] = os.pathsep.join([str(tmp_path), ROOT])
-  env.pop('XLA_FLAGS', None)
-  return env
+  return stand_in.write(tmp_path)
 
 
 def _sweep(files, workdir, lines, **overrides):
@@ -99,24 +41,8 @@ def _sweep(files, workdir, lines, **overrides):
                             poll_s=0.2, log=lines.append)
 
 
-def _cli(files, workdir, *extra):
-  return [sys.executable, '-m', 'experiments.sweep', f'--config={files / "cfg.py"}',
-          f'--workdir={workdir}', '--trainer=fake_trainer', *extra]
-
-
 def _trial_states(db):
-  con = sqlite3.connect(db)
-  try:
-    rows = con.execute(
-        "SELECT t.number, t.state, a.value_json FROM trials t JOIN trial_user_attributes a "
-        "ON a.trial_id = t.trial_id WHERE a.key = 'key' ORDER BY t.number").fetchall()
-  finally:
-    con.close()
-  return [(n, s, json.loads(k)) for n, s, k in rows]
-
-
-LINE = re.compile(r'^(val acc: -?\d+\.\d{6}|FAILED \(.+\)), lr: \d\.\d{6}e[+-]\d\d, '
-                  r'reg: \d\.\d{6}e[+-]\d\d, \(\d+ / \d+\)$')
+  return [(n, s, k) for n, s, k, _ in stand_in.trials(f'sqlite:///{db}')]
 
 
 def test_random_sweep_records_a_failing_trial_and_goes_on(files):
@@ -124,7 +50,7 @@ def test_random_sweep_records_a_failing_trial_and_goes_on(files):
   # lr ~ log-U(1e-4, 10) with seed 0 draws 0.153, 1.6e-4, 1.165, 0.108: the third fails.
   spec, sweep = _sweep(files, files / 'w', lines, fail_above=1.0)
   results = sweep.run(workers=2)
-  assert len(lines) == 3 and all(LINE.match(l) for l in lines), lines
+  assert len(lines) == 3 and all(stand_in.LINE.match(l) for l in lines), lines
   assert sorted(l[-7:] for l in lines) == [f'({i} / 3)' for i in range(1, 4)]
   by_key = {r.key: r for r in results}
   assert sorted(by_key) == [f's0/t000{i}' for i in range(3)]
@@ -152,6 +78,19 @@ def test_random_sweep_records_a_failing_trial_and_goes_on(files):
   for key in by_key:
     runs = files / 'w' / 'trials' / key.replace('/', '_') / 'runs.txt'
     assert not runs.exists() or runs.read_text() == '0\n'
+
+
+def test_a_trial_that_raises_is_recorded_in_one_line_and_the_sweep_goes_on(files):
+  lines = []
+  # Seed 0 draws lr 0.153, 1.6e-4, 1.165: the second raises a RuntimeError.
+  _, sweep = _sweep(files, files / 'r', lines, raise_below=1e-3)
+  results = {r.key: r for r in sweep.run()}
+  assert [results[k].state for k in sorted(results)] == ['COMPLETE', 'FAIL', 'COMPLETE']
+  reason = results['s0/t0001'].reason
+  assert reason.startswith('exit 1: RuntimeError: lr=0.00016') and '\n' not in reason, reason
+  assert sum(l.startswith('FAILED (exit 1: RuntimeError') for l in lines) == 1, lines
+  rows = _trial_states(files / 'r' / 'sweep.db')
+  assert [s for _, s, _ in rows] == ['COMPLETE', 'FAIL', 'COMPLETE']
 
 
 def test_coarse_to_fine_narrows_in_log_space(files):
@@ -196,11 +135,13 @@ def test_space_validation_messages():
 
 
 def test_bad_input_exits_2_before_any_trial(files):
-  env = _env(files)
+  env = stand_in.env(files)
   for extra, message in [
       (['--config.sweep.parameters.lr.path=optimizer.lr'], "unknown config path 'optimizer.lr'"),
-      (['--storage=mysql://nobody@127.0.0.1:1/none'], 'cannot open the Optuna storage')]:
-    proc = subprocess.run(_cli(files, files / 'bad', *extra), cwd=ROOT, env=env,
+      (['--storage=mysql://nobody@127.0.0.1:1/none'], 'cannot open the Optuna storage'),
+      (['--storage=postgresql://nobody@127.0.0.1:1/none'], 'cannot open the Optuna storage'),
+      (['--heartbeat_s=10', '--stale_after=5'], '--stale_after=5: expected more than')]:
+    proc = subprocess.run(stand_in.cli(files, files / 'bad', *extra), cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count('\n') == 1 and message in proc.stderr, proc.stderr
@@ -208,10 +149,10 @@ def test_bad_input_exits_2_before_any_trial(files):
 
 
 def test_two_worker_processes_run_each_trial_exactly_once(files):
-  env = _env(files)
+  env = stand_in.env(files)
   workdir = files / 'two'
   args = ['--config.sweep.num_trials=4', '--config.sleep=0.3']
-  procs = [subprocess.Popen(_cli(files, workdir, *args), cwd=ROOT, env=env,
+  procs = [subprocess.Popen(stand_in.cli(files, workdir, *args), cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for _ in range(2)]
   outs = [p.communicate(timeout=120)[0] for p in procs]
@@ -221,15 +162,15 @@ def test_two_worker_processes_run_each_trial_exactly_once(files):
   assert all(s == 'COMPLETE' for _, s, _ in states)
   for i in range(4):
     assert (workdir / 'trials' / f's0_t000{i}' / 'runs.txt').read_text() == '0\n'
-  finished = [sum(bool(LINE.match(l)) for l in o.splitlines()) for o in outs]
+  finished = [sum(bool(stand_in.LINE.match(l)) for l in o.splitlines()) for o in outs]
   assert sum(finished) == 4, outs
 
 
 def test_kill_and_rerun_redoes_nothing_and_resumes(files):
-  env = _env(files)
+  env = stand_in.env(files)
   workdir = files / 'kill'
   args = ['--config.sweep.num_trials=3', '--config.sleep=0.25', '--config.total_steps=8']
-  proc = subprocess.Popen(_cli(files, workdir, *args), cwd=ROOT, env=env,
+  proc = subprocess.Popen(stand_in.cli(files, workdir, *args), cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
   deadline = time.time() + 90
@@ -248,11 +189,11 @@ def test_kill_and_rerun_redoes_nothing_and_resumes(files):
   time.sleep(0.6)  # the orphaned trial died with its worker: no more steps
   assert json.loads(second.read_text())['step'] == killed_at
 
-  rerun = subprocess.run(_cli(files, workdir, *args), cwd=ROOT, env=env,
+  rerun = subprocess.run(stand_in.cli(files, workdir, *args), cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
   assert rerun.returncode == 0, rerun.stdout + rerun.stderr
   assert 'trial s0/t0001 (#1) was left RUNNING' in rerun.stdout
-  assert sum(bool(LINE.match(l)) for l in rerun.stdout.splitlines()) == 2
+  assert sum(bool(stand_in.LINE.match(l)) for l in rerun.stdout.splitlines()) == 2
   trials = workdir / 'trials'
   assert (trials / 's0_t0000' / 'runs.txt').read_text() == '0\n'  # not redone
   assert (trials / 's0_t0001' / 'runs.txt').read_text() == f'0\n{killed_at}\n'  # resumed
