@@ -62,15 +62,11 @@ OPTIMIZERS = {
 }
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """`model=softmax|mlp,optimizer=<OPTIMIZERS key>[,steps=N][,runlocal]`."""
-  args = common.parse_arg(arg, model='softmax', optimizer='lbfgs', steps=200, runlocal=False)
-  if args.model not in MODELS:
-    raise ValueError(f'model={args.model!r}; valid: {", ".join(MODELS)}')
-  if args.optimizer not in OPTIMIZERS:
-    raise ValueError(f'optimizer={args.optimizer!r}; valid: {", ".join(OPTIMIZERS)}')
-  if args.steps < 1:
-    raise ValueError(f'steps={args.steps!r}; must be a positive integer')
+def full_batch_digits(steps: int) -> ml_collections.ConfigDict:
+  """The deterministic full-batch digits run these configs share: whole train split per
+  step, no augmentation, constant schedule, L2 penalty 1e-4, `steps` steps."""
+  if steps < 1:
+    raise ValueError(f'steps={steps!r}; must be a positive integer')
   c = common.base_config()
   c.data.name = 'digits'
   c.data.image_size = 8
@@ -78,19 +74,30 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.full_batch = True
   c.batch_size = 1437  # the whole train split (full_batch uses it regardless)
   c.eval_batch_size = 360  # the whole eval split, divisible by 1, 2, 4, 8 devices
-  c.total_steps = args.steps
-  c.optimizer = ml_collections.ConfigDict(OPTIMIZERS[args.optimizer])
+  c.total_steps = steps
   c.schedule.name = 'constant'
   c.reg.kind = 'l2'
   c.reg.strength = 1e-4
+  c.log_every = 1
+  c.checkpoint_every = steps
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """`model=softmax|mlp,optimizer=<OPTIMIZERS key>[,steps=N][,runlocal]`."""
+  args = common.parse_arg(arg, model='softmax', optimizer='lbfgs', steps=200, runlocal=False)
+  if args.model not in MODELS:
+    raise ValueError(f'model={args.model!r}; valid: {", ".join(MODELS)}')
+  if args.optimizer not in OPTIMIZERS:
+    raise ValueError(f'optimizer={args.optimizer!r}; valid: {", ".join(OPTIMIZERS)}')
+  c = full_batch_digits(args.steps)
+  c.optimizer = ml_collections.ConfigDict(OPTIMIZERS[args.optimizer])
   if args.model == 'softmax':
     c.model.name = 'linear_classifier'
   else:
     c.model.name = 'mlp'
     c.model.overrides = ml_collections.ConfigDict(dict(depth=1, width=128, activation='relu'))
-  c.log_every = 1
   c.eval_every = max(1, args.steps // 10)
-  c.checkpoint_every = args.steps
   c.compare = ml_collections.ConfigDict()
   c.compare.optimizers = ['lbfgs', 'newton_cg', 'sgd', 'adam']
   c.compare.lr_grid = [1e-2, 1e-1, 1.0]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.configs import common
+from experiments.configs import lbfgs_digits
 
 MODELS = ('linear', 'mlp')
 OPTIMIZERS = ('levenberg_marquardt', 'levenberg', 'gauss_newton')
@@ -36,29 +37,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'model={args.model!r}; valid: {", ".join(MODELS)}')
   if args.optimizer not in OPTIMIZERS:
     raise ValueError(f'optimizer={args.optimizer!r}; valid: {", ".join(OPTIMIZERS)}')
-  if args.steps < 1:
-    raise ValueError(f'steps={args.steps!r}; must be a positive integer')
-  c = common.base_config()
-  c.data.name = 'digits'
-  c.data.image_size = 8
-  c.data.augment = 'none'
-  c.full_batch = True
-  c.batch_size = 1437  # the whole train split (full_batch uses it regardless)
-  c.eval_batch_size = 360  # the whole eval split, divisible by 1, 2, 4, 8 devices
-  c.total_steps = args.steps
+  c = lbfgs_digits.full_batch_digits(args.steps)
   c.loss = 'l2'
   c.optimizer = ml_collections.ConfigDict({'name': args.optimizer, 'learning_rate': None})
-  c.schedule.name = 'constant'
-  c.reg.kind = 'l2'
-  c.reg.strength = 1e-4
   if args.model == 'linear':
     c.model.name = 'linear_classifier'
   else:
     c.model.name = 'mlp'
     c.model.overrides = ml_collections.ConfigDict(dict(depth=1, width=16, activation='tanh'))
-  c.log_every = 1
   c.eval_every = max(1, args.steps // 5)
-  c.checkpoint_every = args.steps
   if args.runlocal:
     c.total_steps = 3
     c.eval_every = 3

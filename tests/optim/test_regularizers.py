@@ -73,3 +73,13 @@ def test_l2_penalty_equals_weight_decay_at_half_strength():
 def test_bad_penalty_input(make, match):
   with pytest.raises(ValueError, match=match):
     make()
+
+
+@pytest.mark.parametrize('mask', [None, 'weights', lambda path, x: path[-1].key == 'kernel'])
+def test_l2_residuals_half_squared_norm_is_the_penalty(mask):
+  r = regularizers.l2_residuals(PARAMS, 0.3, mask)
+  assert r.ndim == 1
+  np.testing.assert_allclose(0.5 * jnp.sum(r ** 2), optim.penalty('l2', 0.3, mask=mask)(PARAMS),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match='strength'):
+    regularizers.l2_residuals(PARAMS, -1.0)
