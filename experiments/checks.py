@@ -1,12 +1,14 @@
-"""The two checks every entry point of `experiments` shares.
+"""The checks and the error exit every entry point of `experiments` shares.
 
 `positive_int` is the one test of a count (batch sizes, steps, trials, ...);
 `one_line` turns any exception into the single line an entry point prints
-before it exits with status 2 (docs/config.md, "Validation").
+with `fail` before it exits with status 2 (docs/config.md, "Validation");
+`first_line` keeps only the first line of a long library message.
 """
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 
 def is_positive_int(value: Any) -> bool:
@@ -33,3 +35,15 @@ def one_line(e: BaseException | str) -> str:
   if text or isinstance(e, str):
     return text
   return type(e).__name__
+
+
+def first_line(e: BaseException) -> str:
+  """The first line of an exception's message (its type name when empty)."""
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
+def fail(message: BaseException | str, status: int = 2) -> NoReturn:
+  """Prints `error: <message>` as one line on stderr and exits with `status`."""
+  print(f'error: {one_line(message)}', file=sys.stderr, flush=True)
+  sys.exit(status)

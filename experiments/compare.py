@@ -49,7 +49,6 @@ import numpy as np  # noqa: E402
 from experiments import checks  # noqa: E402
 from experiments import config_cli  # noqa: E402
 from experiments import jsonl  # noqa: E402
-from experiments.sweeps.cli import fail  # noqa: E402
 
 SCHEDULES = ('constant', 'step', 'cosine', 'linear', 'inverse_sqrt', 'warmup_cosine')
 
@@ -325,7 +324,7 @@ def main(argv: list[str]) -> int:
       raise flags.Error('--workdir is required')
     checks.positive_int('--workers', _WORKERS.value)
   except Exception as e:  # pylint: disable=broad-except  (bad flags or config: one line)
-    fail(checks.one_line(e))
+    checks.fail(e)
 
   from experiments.sweeps import storage as storage_lib  # pylint: disable=g-import-not-at-top
   cfg = config.get('compare', {}) or {}
@@ -350,7 +349,7 @@ def main(argv: list[str]) -> int:
     if _STORAGE.value:
       storage_lib.open_storage(_STORAGE.value)
   except ValueError as e:
-    fail(checks.one_line(e))
+    checks.fail(e)
   os.makedirs(workdir, exist_ok=True)
   storage = _STORAGE.value or f'sqlite:///{os.path.join(workdir, "compare.db")}'
   path, arg = config_cli.split_source(parsed.source)
@@ -366,7 +365,7 @@ def main(argv: list[str]) -> int:
                              metric=metric, direction=direction, target=target,
                              workers=_WORKERS.value))
     except ValueError as e:
-      fail(checks.one_line(e))
+      checks.fail(e)
   print(table(results, metric, target, direction), flush=True)
   write_csv(results, os.path.join(workdir, 'compare.csv'), metric)
   plot(results, os.path.join(workdir, 'compare.png'), metric)

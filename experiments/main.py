@@ -70,11 +70,6 @@ def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[st
   return parsed.config, workdir.value, parsed.source
 
 
-def fail(message: str, status: int = 2) -> None:
-  print(f'error: {checks.one_line(message)}', file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
 def default_workdir(config_path: str) -> str:
   name = os.path.splitext(os.path.basename(config_cli.split_source(config_path)[0]))[0]
   return os.path.join('runs', f'{name}_{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')
@@ -101,7 +96,7 @@ def main(argv: list[str]) -> int:
   try:
     saved, config, workdir, resume = prepare(argv)
   except Exception as e:  # pylint: disable=broad-except  (any bad input: one line, exit 2)
-    fail(checks.one_line(e))
+    checks.fail(e)
 
   import jax  # pylint: disable=g-import-not-at-top  (after the checks: a bad input fails fast)
   if config.get('distributed'):
@@ -115,7 +110,7 @@ def main(argv: list[str]) -> int:
   try:
     setup = train.build(config)
   except Exception as e:  # pylint: disable=broad-except  (any bad config: one line, exit 2)
-    fail(checks.one_line(e))
+    checks.fail(e)
 
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
@@ -127,11 +122,11 @@ def main(argv: list[str]) -> int:
   try:
     record = train.train_and_evaluate(setup, workdir)
   except train.NonFiniteError as e:
-    fail(str(e), status=1)
+    checks.fail(str(e), status=1)
   except train.Preempted as e:
-    fail(f'preempted: {e}', status=preemption.EXIT_PREEMPTED)
+    checks.fail(f'preempted: {e}', status=preemption.EXIT_PREEMPTED)
   except (workdir_lock.WorkdirBusyError, checkpointing.DamagedCheckpointError) as e:
-    fail(checks.one_line(e))
+    checks.fail(e)
   if jax.process_index() == 0:
     shown = ', '.join(f'{k}={v:.4f}' for k, v in record.items()
                       if k.startswith('val/') and isinstance(v, float))

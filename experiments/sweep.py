@@ -41,15 +41,12 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from experiments.sweeps.cli import config_source  # noqa: E402
-from experiments.sweeps.cli import fail  # noqa: E402
-from experiments.sweeps.cli import raw_config_flag  # noqa: E402
+from experiments import checks  # noqa: E402
+from experiments import config_cli  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Sweep config file (`path.py[:arg]`) with a `sweep` section.',
-    lock_config=False)
+# --config=path.py[:arg] (a config with a `sweep` section) and its --config.* overrides are
+# parsed by experiments.config_cli, so every knob of its model and optimizer is reachable.
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory (trials/, sweep.db, report).')
 _STORAGE = flags.DEFINE_string(
     'storage', None, 'Optuna RDB URL shared by all workers (default sqlite:///WORKDIR/sweep.db).')
@@ -68,34 +65,31 @@ _STALE = flags.DEFINE_integer(
 
 def main(argv: list[str]) -> int:
   try:
-    flags.FLAGS(argv)
-    raw = raw_config_flag(argv)
-    config = _CONFIG.value
-    if config is None or raw is None:
-      raise flags.Error('--config is required: a sweep config file with a `sweep` section')
+    parsed = config_cli.parse(argv, required=True)
+    config = parsed.config
+    flags.FLAGS(parsed.rest)
+    if 'sweep' not in config:
+      raise ValueError(f'--config={parsed.source} has no `sweep` section (a sweep config names '
+                       'the swept parameters; see experiments/configs/sweep_digits.py)')
     if not _WORKDIR.value:
       raise flags.Error('--workdir is required')
-    if _WORKERS.value < 1:
-      raise flags.Error(f'--workers={_WORKERS.value}: expected >= 1')
-    if _HEARTBEAT.value < 1:
-      raise flags.Error(f'--heartbeat_s={_HEARTBEAT.value}: expected >= 1')
+    checks.positive_int('--workers', _WORKERS.value)
+    checks.positive_int('--heartbeat_s', _HEARTBEAT.value)
     if _STALE.value <= _HEARTBEAT.value:
       raise flags.Error(f'--stale_after={_STALE.value}: expected more than --heartbeat_s='
                         f'{_HEARTBEAT.value} (a live worker beats within that time)')
-  except flags.Error as e:
-    fail(' '.join(str(e).split()))
-  except Exception as e:  # pylint: disable=broad-except  (a config that cannot load)
-    fail(f'cannot load the config: {" ".join(str(e).split())}')
+  except Exception as e:  # pylint: disable=broad-except  (bad flags or config: one line)
+    checks.fail(e)
 
   from experiments.sweeps import engine  # pylint: disable=g-import-not-at-top
   from experiments.sweeps import report  # pylint: disable=g-import-not-at-top
   from experiments.sweeps import spec as spec_lib  # pylint: disable=g-import-not-at-top
   from experiments.sweeps import storage  # pylint: disable=g-import-not-at-top
 
-  path, arg = config_source(raw)
+  path, arg = config_cli.split_source(parsed.source)
   try:
     spec = spec_lib.parse_sweep(config, num_trials=_NUM_TRIALS.value)
-    overrides = dict(config_flags.get_override_values(flags.FLAGS['config']))
+    overrides = parsed.overrides
     if _STORAGE.value:  # check a remote storage before creating anything
       storage.open_storage(_STORAGE.value)
     sweep = engine.Sweep(spec, workdir=_WORKDIR.value, config_path=path, config_arg=arg,
@@ -104,7 +98,7 @@ def main(argv: list[str]) -> int:
                          stale_after=_STALE.value, heartbeat_s=_HEARTBEAT.value)
     sweep.open()
   except ValueError as e:
-    fail(' '.join(str(e).split()))
+    checks.fail(e)
 
   print(f'sweep: {spec.method}, {spec.total_trials} trials in {len(spec.stages)} stage(s), '
         f'{spec.direction} {spec.metric}; storage {sweep.storage_url}', flush=True)

@@ -42,6 +42,7 @@ import optuna
 from optuna.trial import TrialState
 import sqlalchemy
 
+from experiments import checks
 from experiments import jsonl
 from experiments.sweeps import launcher
 from experiments.sweeps import space
@@ -51,11 +52,6 @@ from experiments.sweeps.results import format_value
 from experiments.sweeps.results import live_line
 from experiments.sweeps.results import summarize
 from experiments.sweeps.spec import SweepSpec
-
-
-def _one_line(e: BaseException) -> str:
-  text = ' '.join(str(e).split())
-  return f'{type(e).__name__}: {text}' if text else type(e).__name__
 
 
 class Sweep:
@@ -363,7 +359,7 @@ class Sweep:
         value, steps, reason = summarize(records, self.spec.metric, self.spec.summary,
                                          self.spec.direction)
     except (OSError, ValueError) as e:  # the trial's files: recorded, the sweep goes on
-      reason = _one_line(e)
+      reason = f'{type(e).__name__}: {checks.one_line(e)}'
     try:
       trial.set_user_attr('wall_s', wall)
       trial.set_user_attr('steps', steps)

@@ -24,6 +24,8 @@ from typing import Any, Optional
 import optuna
 import sqlalchemy
 
+from experiments import checks
+
 _SCHEMA_ATTEMPTS = 5
 
 # The heartbeat is marked experimental in Optuna; its API is what this module uses.
@@ -61,7 +63,7 @@ def open_storage(url: str, *, heartbeat_s: Optional[int] = None,
           raise
         time.sleep(0.2 + random.random())
   except Exception as e:  # pylint: disable=broad-except
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    msg = checks.first_line(e)
     if isinstance(e, ImportError):  # SQLAlchemy's dialect needs a driver module
       msg += "; install its driver, e.g. pip install 'psycopg[binary]' for postgresql://"
     raise ValueError(f'--storage={url!r}: cannot open the Optuna storage ({msg})') from None

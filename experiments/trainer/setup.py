@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import checks
 from experiments import data as data_lib
 from experiments import tasks as tasks_lib
 from experiments.trainer import durations
@@ -76,12 +77,6 @@ def init_state(setup: Setup, rng: jax.Array) -> TrainState:
   return jax.device_get(TrainState(np.int32(0), params, opt_state, variables))
 
 
-def _first_line(e: Exception) -> str:
-  """The first line of an exception's message (its type name when empty)."""
-  text = str(e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
-
-
 def _check_least_squares(config: ml_collections.ConfigDict, task: Any) -> None:
   """A least-squares optimizer needs a sum-of-squares objective over the full batch."""
   name = config.optimizer.name
@@ -141,7 +136,7 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
     shapes = jax.eval_shape(init_fn(module, info.image_shape, dtype), jax.random.PRNGKey(0))
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f'model {config.model.name!r} cannot take {info.image_shape} images '
-                     f'(data.image_size={config.data.image_size}): {_first_line(e)}') from e
+                     f'(data.image_size={config.data.image_size}): {checks.first_line(e)}') from e
   out = jax.eval_shape(lambda v: module.apply(v, jnp.zeros((1, *info.image_shape)), train=False),
                        shapes)
   for shape in data_lib.eval_image_shapes(config.data):
@@ -152,7 +147,7 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f'model {config.model.name!r} cannot evaluate {tuple(shape)} images '
                        '(data.seg.eval_size / data.seg.eval_scale canvases): '
-                       f'{_first_line(e)}') from e
+                       f'{checks.first_line(e)}') from e
   optimizer_lib.check_policy(config, shapes['params'])  # the patterns match this model
   model_state = {k: v for k, v in shapes.items() if k != 'params'}
   frozen_state = optimizer_lib.frozen_state_mask(config, shapes['params'], model_state)
