@@ -61,6 +61,17 @@ def test_freezing_a_dense_layer_keeps_its_batch_norm_training():
   frozen = train.build(config, devices=jax.local_devices()[:1]).frozen_state['batch_stats']
   assert frozen['bn0'] == {'mean': True, 'var': True}
   assert frozen['bn1'] == {'mean': False, 'var': False}
+  # no_decay patterns are checked on every parameter, then applied to the trainable ones.
+  config.optimizer.no_decay = ('bias',)
+  config.schedule.name, config.schedule.warmup_steps = 'constant', None  # lr > 0 at step 0
+  setup = train.build(config, devices=jax.local_devices()[:1])
+  params = train.init_state(setup, jax.random.PRNGKey(0)).params
+  updates, _ = setup.tx.update(jax.tree.map(np.ones_like, params), setup.tx.init(params), params)
+  assert not np.any(updates['fc0']['kernel']) and not np.any(updates['bn0']['scale'])
+  assert np.all(updates['fc1']['kernel'] != 0)
+  config.optimizer.no_decay = ('decoder',)
+  with pytest.raises(ValueError, match=r"optimizer.no_decay pattern\(s\) \['decoder'\]"):
+    train.build(config)
 
 
 def _vit_config(**overrides):
