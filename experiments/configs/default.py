@@ -19,69 +19,9 @@ CIFAR flip it mirrors digits and stops at 96.1% (both measured). AdamW (lr 2e-3,
 weight decay 0.05), 50 warmup steps then cosine decay, 1200 steps of batch
 128 (~107 epochs), label smoothing 0.1.
 
-Config schema (every experiment config has every key; `--config.<key>=value`
-overrides any of them, type-checked). model.overrides, optimizer and schedule
-also hold every constructor field / hyper-parameter / keyword of the named
-model, optimizer and schedule, unset unless given (experiments/config_schema.py):
-
-  seed              int; parameters, dropout and data order derive from it.
-  task              'classification' (logits [B, K], labels [B]) | 'segmentation' (logits
-                    [B, h, w, K], labels [B, H, W], 255 ignored); see experiments/tasks.py.
-  task_options      optional ConfigDict of keyword arguments for the task (absent or
-                    empty: none). Segmentation: eval_mode 'whole' (whole-image
-                    inference, default) | 'slide' (sliding window: crop=(h, w),
-                    stride=(h, w) required). Set by the segmentation configs, so
-                    --config.task_options.eval_mode=slide works there.
-  model.name        a `vision.list_models()` name.
-  model.overrides   keyword overrides for `vision.create_model`: any constructor field of
-                    model.name (patch_size, depth, qkv_bias, scan_blocks, ...); unset ones
-                    keep the registered defaults; num_classes, in_chans and img_size are
-                    filled from the data when unset; dtype and bn_axis_name come from
-                    dtype and sync_batch_norm.
-  data              the input pipeline's ConfigDict (experiments/data/config.py): name
-                    ('digits' | 'folder:PATH' | TFDS name), image_size, channels,
-                    train_split, eval_split, augment, mean, std, shuffle_buffer, data_dir, cache.
-  batch_size        global batch (all devices, all hosts); must divide by devices × accum_steps.
-  eval_batch_size   global eval batch (None: batch_size).
-  total_steps | total_epochs   run length; exactly one is set (the other None or 0).
-  optimizer.name    an `optim.create` name; optimizer.learning_rate is the peak learning
-                    rate; optimizer.base_batch_size B (optional) trains at
-                    learning_rate × batch_size / B (linear scaling rule); every other
-                    optimizer.* key but lr_mult, no_decay, freeze and layer_decay goes
-                    to the optimizer (b1, b2, eps, momentum, weight_decay, linesearch,
-                    ...). Optional optimizer.lr_mult {pattern: m}: parameters whose '/'-joined path ('decode_head/
-                    linear_c1/kernel') `re.search`-matches pattern train with m × the
-                    learning rate (longest pattern wins; first-order optimizers only;
-                    a pattern matching nothing is an error), as mmseg's lr_mult.
-                    Optional optimizer.no_decay (patterns, same matching; adamw):
-                    matched parameters get no weight decay (mmseg's decay_mult=0).
-  schedule.name     an `optim.schedules.create` name (constant, step, exponential,
-                    inverse_time, cosine, linear, inverse_sqrt, poly, ...) peaking at
-                    optimizer.learning_rate; schedule.warmup_steps | warmup_epochs adds a
-                    linear warmup from 0; other schedule.* keys (end_value, boundaries,
-                    factor, rate, power) are passed to it.
-  grad_clip_norm    clip gradients to this global norm (None: off).
-  loss              'softmax_xent' | 'hinge' (multiclass SVM) | 'l2'.
-  label_smoothing   ε of the smoothed targets (softmax_xent, l2).
-  reg.kind          'none' | 'l2' (Σ W²) | 'l1' (Σ |W|) | 'elastic_net' (Σ β W² + |W|):
-                    objective = data loss + λ R(W) (optim.regularizers).
-  reg.strength      λ.  reg.mask: 'kernels' (dense/conv weights) | 'weights' (ndim ≥ 2)
-                    | 'all'.  reg.beta (elastic net) when needed.
-  dtype             'float32' | 'bfloat16' (bf16 compute; parameters and optimizer
-                    state stay float32).
-  accum_steps       gradient accumulation: micro-batches per step on each device.
-  full_batch        whole training set every step, fixed order, no augmentation or
-                    dropout (first- and second-order optimizers, e.g. L-BFGS).
-  sync_batch_norm   BatchNorm batch statistics over all devices (SyncBN, as mmseg
-                    trains SegFormer; a run does not depend on the device count);
-                    False: each device's shard (models with a bn_axis_name field).
-  log_every, eval_every, checkpoint_every   cadence in steps (0: only at the end).
-  keep_checkpoints  checkpoints kept (the last k).
-  prefetch          batches transferred to the devices ahead of the step.
-  distributed       call jax.distributed.initialize() (multi-host).
-
-Workdir: config.json, metrics.jsonl, events.out.tfevents.*, checkpoints/<step>/,
-curves.png.
+The config schema — every key every experiment config has, the completed
+model/optimizer/schedule knobs and what is valid for each — is
+docs/config.md; the workdir layout is docs/workdir.md.
 """
 from __future__ import annotations
 

@@ -195,6 +195,19 @@ def shard_bounds(n: int, process_index: int, process_count: int) -> tuple[int, i
   return bounds[process_index], bounds[process_index + 1]
 
 
+def eval_batching(largest: int, local_batch: Optional[int], num_local_devices: int
+                  ) -> tuple[int, int]:
+  """(local batch, batch count) of an eval pass whose largest process shard has `largest` examples.
+
+  Every process runs the same count, ⌈largest / local batch⌉, so collectives stay in
+  step; `local_batch=None` means one batch holding that shard, rounded up to a
+  multiple of the local devices.
+  """
+  if local_batch is None:
+    local_batch = -(-largest // num_local_devices) * num_local_devices
+  return local_batch, -(-largest // local_batch)
+
+
 def padded_batches(pipe: ArrayPipeline, *, local_batch: int, num_local_devices: int,
                    process_index: int, process_count: int) -> Iterator[Batch]:
   """One pass over this process's shard, last batch zero-padded, `mask` marking real rows.
@@ -206,7 +219,7 @@ def padded_batches(pipe: ArrayPipeline, *, local_batch: int, num_local_devices: 
   lo, hi = shard_bounds(n, process_index, process_count)
   largest = max(b - a for a, b in (shard_bounds(n, p, process_count)
                                    for p in range(process_count)))
-  num_batches = -(-largest // local_batch)
+  _, num_batches = eval_batching(largest, local_batch, num_local_devices)
   for b in range(num_batches):
     start = lo + b * local_batch
     idx = np.arange(start, min(start + local_batch, hi))

@@ -200,12 +200,10 @@ class _ArrayEvalIterable:
   def __init__(self, pipe: arrays.ArrayPipeline, local_batch, num_local_devices: int,
                process_index: int, process_count: int):
     largest = -(-len(pipe.split) // process_count)
-    if local_batch is None:  # one batch holding the largest process shard
-      local_batch = -(-largest // num_local_devices) * num_local_devices
+    local_batch, self._len = arrays.eval_batching(largest, local_batch, num_local_devices)
     self._pipe = pipe
     self._kw = dict(local_batch=local_batch, num_local_devices=num_local_devices,
                     process_index=process_index, process_count=process_count)
-    self._len = -(-largest // local_batch)
 
   def __len__(self) -> int:
     return self._len

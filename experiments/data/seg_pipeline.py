@@ -339,7 +339,7 @@ class _EvalIterable:
     self._lo, self._hi = arrays.shard_bounds(n, process_index, process_count)
     largest = max(b - a for a, b in (arrays.shard_bounds(n, p, process_count)
                                      for p in range(process_count)))
-    self._len = -(-largest // local_batch)
+    _, self._len = arrays.eval_batching(largest, local_batch, num_local_devices)
     self._data = None
 
   def __len__(self) -> int:

@@ -304,10 +304,7 @@ class EvalIterable:
              for p in range(process_count)]
     self._n = sizes[process_index]
     largest = max(sizes)
-    if local_batch is None:
-      local_batch = -(-largest // num_local_devices) * num_local_devices
-    self._local = local_batch
-    self._batches = -(-largest // local_batch)
+    self._local, self._batches = arrays.eval_batching(largest, local_batch, num_local_devices)
     self._d = num_local_devices
     self._dataset = None
 
