@@ -58,7 +58,7 @@ def check_schema(config: ml_collections.ConfigDict) -> None:
   missing = [k for k in REQUIRED if k not in config]
   if missing:
     raise ValueError(f'config is missing {", ".join(missing)} (see experiments/configs/'
-                     'default.py for the schema)')
+                     'docs/config.md for the schema)')
   for path in ('model.name', 'optimizer.name', 'schedule.name'):
     section, key = path.split('.')
     if not isinstance(config[section], ml_collections.ConfigDict) or not isinstance(

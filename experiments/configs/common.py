@@ -44,7 +44,7 @@ def parse_arg(arg: Optional[str], **defaults: Any) -> ml_collections.ConfigDict:
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """Every key of the schema (see default.py), with neutral defaults."""
+  """Every key of the schema (docs/config.md), with neutral defaults."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = 'classification'
