@@ -57,8 +57,8 @@ def check_schema(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError (one line) when a key is missing, unknown or outside its domain."""
   missing = [k for k in REQUIRED if k not in config]
   if missing:
-    raise ValueError(f'config is missing {", ".join(missing)} (see experiments/configs/'
-                     'docs/config.md for the schema)')
+    raise ValueError(f'config is missing {", ".join(missing)} (see docs/config.md for the '
+                     'schema)')
   for path in ('model.name', 'optimizer.name', 'schedule.name'):
     section, key = path.split('.')
     if not isinstance(config[section], ml_collections.ConfigDict) or not isinstance(
