@@ -17,32 +17,16 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import cifar10_common
 from experiments.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """`depth=9,runlocal`."""
   args = common.parse_arg(arg, depth=9, runlocal=False)
-  c = common.base_config()
-  c.model.name = 'vit_tiny_patch16_224'
-  c.model.overrides = ml_collections.ConfigDict(dict(
-      patch_size=4, depth=args.depth, drop_path_rate=0.1))
-  c.data.name = 'cifar10'
-  c.data.image_size = 32
-  c.data.augment = 'cifar'
-  c.data.eval_split = 'test'
-  c.batch_size = 128
-  c.total_epochs = 200.0
-  c.optimizer.name = 'adamw'
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.weight_decay = 0.05
-  c.schedule.name = 'cosine'
-  c.schedule.warmup_epochs = 10.0
-  c.grad_clip_norm = 1.0
-  c.label_smoothing = 0.1
-  c.log_every = 100
-  c.eval_every = 2000
-  c.checkpoint_every = 2000
+  c = cifar10_common.cifar10_config(
+      'vit_tiny_patch16_224', dict(patch_size=4, depth=args.depth, drop_path_rate=0.1),
+      grad_clip_norm=1.0)
   if args.runlocal:
     common.runlocal(c, steps=4, batch_size=16)
     c.model.overrides.depth = 2
