@@ -51,11 +51,11 @@ def config(batch: int, lr: float, epochs: float) -> ml_collections.ConfigDict:
   return c
 
 
-def run_all(out: str, epochs: float = 3.0) -> dict[str, runs_lib.Run]:
+def run_all(out: str, epochs: float = 3.0, quick: bool = False) -> dict[str, runs_lib.Run]:
   settings = {'base': (BASE_BATCH, BASE_LR), 'scaled': (K * BASE_BATCH, K * BASE_LR),
               'unscaled': (K * BASE_BATCH, BASE_LR)}
   return {label: runs_lib.train_records(label, config(b, lr, epochs),
-                                        os.path.join(out, 'batch_scaling', label))
+                                        runs_lib.workdir(out, 'batch_scaling', label, quick))
           for label, (b, lr) in settings.items()}
 
 
@@ -106,7 +106,7 @@ def plot(runs: dict[str, runs_lib.Run], path: str) -> None:
 
 def run(out: str, quick: bool = False) -> dict[str, Claim]:
   """batch_scaling.png and the rule as claims; `quick` trains 2 epochs, not 3."""
-  runs = run_all(out, epochs=2.0 if quick else 3.0)
+  runs = run_all(out, epochs=2.0 if quick else 3.0, quick=quick)
   plot(runs, os.path.join(out, 'batch_scaling.png'))
   c = claims(runs)
   return {

@@ -47,10 +47,10 @@ def config(lr: float, steps: int = 100) -> ml_collections.ConfigDict:
   return c
 
 
-def run_all(out: str, steps: int = 100,
-            rates: Optional[dict[str, float]] = None) -> dict[str, runs_lib.Run]:
+def run_all(out: str, steps: int = 100, rates: Optional[dict[str, float]] = None,
+            quick: bool = False) -> dict[str, runs_lib.Run]:
   return {label: runs_lib.train_records(label, config(lr, steps),
-                                        os.path.join(out, 'lr_curves', label.replace(' ', '_')))
+                                        runs_lib.workdir(out, 'lr_curves', label, quick))
           for label, lr in (rates or RATES).items()}
 
 
@@ -94,7 +94,7 @@ def plot(runs: dict[str, runs_lib.Run], path: str) -> None:
 
 def run(out: str, quick: bool = False) -> dict[str, Claim]:
   """lr_curves.png and the four regimes as claims; `quick` trains 40 steps, not 100."""
-  runs = run_all(out, steps=40 if quick else 100)
+  runs = run_all(out, steps=40 if quick else 100, quick=quick)
   plot(runs, os.path.join(out, 'lr_curves.png'))
   c = claims(runs)
   best = min(c[f'{k}_last_loss'] for k in RATES)
