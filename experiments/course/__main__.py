@@ -35,9 +35,19 @@ from experiments.course import EXPERIMENTS  # noqa: E402
 from experiments.course import claim as claim_lib  # noqa: E402
 from experiments.sweeps.cli import fail  # noqa: E402
 
-_OUT = flags.DEFINE_string('out', 'runs/course', 'Output directory (plots, claims.json, runs).')
-_QUICK = flags.DEFINE_bool('quick', False, 'Reduced sizes: the whole course in minutes.')
-_ONLY = flags.DEFINE_list('only', [], f'Experiments to run (default all): {",".join(EXPERIMENTS)}.')
+
+
+def parse_flags(argv: list[str]) -> flags.FlagValues:
+  """The command line in a fresh FlagValues (so `main` can run more than once)."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('out', 'runs/course', 'Output directory (plots, claims.json, runs).',
+                      flag_values=fv)
+  flags.DEFINE_bool('quick', False, 'Reduced sizes: the whole course in minutes.',
+                    flag_values=fv)
+  flags.DEFINE_list('only', [], f'Experiments to run (default all): {",".join(EXPERIMENTS)}.',
+                    flag_values=fv)
+  fv(argv)
+  return fv
 
 
 def run(names: list[str], out: str, quick: bool) -> dict[str, dict[str, claim_lib.Claim]]:
@@ -63,19 +73,24 @@ def table(results: dict[str, dict[str, claim_lib.Claim]]) -> str:
   return '\n'.join(line.rstrip() for line in lines)
 
 
+def exit_status(results: dict[str, dict[str, claim_lib.Claim]]) -> int:
+  """0 when every claim holds, else 1."""
+  return 0 if all(c.holds for claims in results.values() for c in claims.values()) else 1
+
+
 def main(argv: list[str]) -> int:
   try:
-    flags.FLAGS(argv)
+    args = parse_flags(argv)
   except flags.Error as e:
     fail(' '.join(str(e).split()))
-  names = list(_ONLY.value) or list(EXPERIMENTS)
+  names = list(args.only) or list(EXPERIMENTS)
   unknown = [n for n in names if n not in EXPERIMENTS]
   if unknown:
     fail(f'--only: unknown experiment(s) {", ".join(unknown)}; valid: {", ".join(EXPERIMENTS)}')
-  out = _OUT.value
+  out = args.out
   os.makedirs(out, exist_ok=True)
   start = time.time()
-  results = run(names, out, _QUICK.value)
+  results = run(names, out, args.quick)
   with open(os.path.join(out, 'claims.json'), 'w') as f:
     json.dump({name: {k: c.to_json() for k, c in claims.items()}
                for name, claims in results.items()}, f, indent=1)
@@ -84,7 +99,7 @@ def main(argv: list[str]) -> int:
   total = sum(len(claims) for claims in results.values())
   print(f'{total - failed}/{total} claims hold ({time.time() - start:.0f} s); '
         f'plots and claims.json in {out}', flush=True)
-  return 1 if failed else 0
+  return exit_status(results)
 
 
 if __name__ == '__main__':
