@@ -40,7 +40,8 @@ from vision.spec import ModelDef
 Dtype = Any
 
 INITS = ('small', 'xavier', 'he')
-ACTIVATIONS = ('identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'prelu', 'elu', 'gelu', 'maxout')
+ACTIVATIONS = ('identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'prelu', 'elu', 'gelu',
+               'maxout')
 POOLS = ('max', 'avg', 'sum')
 
 

@@ -106,7 +106,8 @@ def run(out: str, quick: bool = False) -> dict[str, Claim]:
 def plot(full: np.ndarray, mini: np.ndarray, per_epoch: int, path: str) -> None:
   fig, axes = figure.new(1, width=6.5)
   ax = axes[0][0]
-  ax.plot(np.arange(len(full)), full, 'o-', ms=3, label='L-BFGS, full batch (1 iteration = 1 epoch)')
+  ax.plot(np.arange(len(full)), full, 'o-', ms=3,
+          label='L-BFGS, full batch (1 iteration = 1 epoch)')
   ax.plot(np.arange(len(mini)) / per_epoch, mini, lw=0.8,
           label=f'L-BFGS, minibatches of {BATCH}')
   ax.set_yscale('log')

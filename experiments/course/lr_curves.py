@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from experiments.course import runs as runs_lib
-from experiments.course.claim import Claim, between, greater, less
+from experiments.course.claim import Claim, between
 
 RATES = {'low': 1e-3, 'good': 0.3, 'high': 3.0, 'very high': 100.0}
 

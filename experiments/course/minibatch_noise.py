@@ -113,7 +113,8 @@ def run(out: str, quick: bool = False) -> dict[str, Claim]:
   }
 
 
-def plot(var: np.ndarray, trace: float, paths: dict[str, np.ndarray], w_star: np.ndarray, x: np.ndarray,
+def plot(var: np.ndarray, trace: float, paths: dict[str, np.ndarray], w_star: np.ndarray,
+         x: np.ndarray,
          y: np.ndarray, path: str) -> None:
   fig, axes = figure.new(2)
   ax = axes[0][0]

@@ -95,7 +95,8 @@ def run(out: str, quick: bool = False) -> dict[str, Claim]:
       'fraction of draws where random beats grid': greater(
           float(np.mean(rand_best < grid_best)), 0.6),
       'digits grid sweep: exit status, COMPLETE trials': Claim(
-          f'{status}, {len(complete)}' + ('' if status == 0 else f' ({" ".join(tail.split()[-20:])})'),
+          f'{status}, {len(complete)}'
+          + ('' if status == 0 else f' ({" ".join(tail.split()[-20:])})'),
           '0, 4 forming the 2 × 2 (lr, λ) grid', status == 0 and len(complete) == 4 and is_grid),
   }
 

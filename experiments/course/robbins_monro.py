@@ -73,9 +73,11 @@ def run(out: str, quick: bool = False) -> dict[str, Claim]:
       'constant α: late MSE / noise floor ασ²/(2−α)': between(const / floor, 0.85, 1.15),
       '1/t: final MSE · t (σ² = 1)': between(float(inv[-1] * steps), 0.8, 1.2),
       '1/t: final MSE / constant-α floor': less(float(inv[-1] / const), 0.05),
-      '1/t: Σα over the run / ln T (Σα = ∞)': greater(float(np.sum(1 / t) / np.log(steps)), 1.0),
+      '1/t: Σα over the run / ln T (Σα = ∞)': greater(
+          float(np.sum(1 / t) / np.log(steps)), 1.0),
       '1/t: Σα² over the run (< π²/6)': less(float(np.sum(1 / t ** 2)), np.pi ** 2 / 6),
-      '1/(t+1)²: final MSE (Σα < ∞ stops short)': greater(float(mse['αₜ = 1/(t+1)²'][-1]), 1.0),
+      '1/(t+1)²: final MSE (Σα < ∞ stops short)': greater(
+          float(mse['αₜ = 1/(t+1)²'][-1]), 1.0),
   }
 
 

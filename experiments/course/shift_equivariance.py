@@ -88,7 +88,8 @@ def plot(x: jax.Array, w: jax.Array, dense, pooled, path: str) -> None:
       ('input x', xs, shift(xs, *s)),
       ('conv (filter 0)', conv(xs, w)[..., :1], conv(shift(xs, *s), w)[..., :1]),
       ('fully connected', dense(xs), dense(shift(xs, *s))),
-      (f'maxpool {POOL}×{POOL} of ReLU∘conv', pooled(xs)[..., :1], pooled(shift(xs, *s))[..., :1]),
+      (f'maxpool {POOL}×{POOL} of ReLU∘conv', pooled(xs)[..., :1],
+       pooled(shift(xs, *s))[..., :1]),
   ]
   fig, axes = figure.new(len(panels), 2, width=2.6, height=2.6)
   for j, (name, a, b) in enumerate(panels):

@@ -155,5 +155,6 @@ def plot(acc: dict[str, float], paper: dict[str, float], path: str, quick: bool)
                                                    else '2 stages, 1500 steps'))
   lines = ax.get_legend_handles_labels()
   lines2 = ax2.get_legend_handles_labels()
-  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc='lower left')
+  ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc='upper center',
+             bbox_to_anchor=(0.5, -0.2), ncol=2)
   figure.save(fig, path)

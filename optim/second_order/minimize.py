@@ -6,8 +6,8 @@ Runs a second-order transform of this package (direction + line search) in a
     ‖∇f(x)‖_∞ ≤ tol                       (converged, as scipy's gtol)
 
 or, with `xtol`, until an accepted step is short, ‖xₖ₊₁ − xₖ‖₂ ≤ xtol
-(converged: status SMALL_STEP), or `maxiter` iterations, a failed line search (no step lowers f), or a
-non-finite value or gradient (divergence) — each reported in
+(converged: status SMALL_STEP), or `maxiter` iterations, a failed line search
+(no step lowers f), or a non-finite value or gradient (divergence) — each reported in
 `OptimizeResult.status` / `.reason`, so a run never loops forever. The value
 and gradient the line search computed at the accepted point are reused for
 the next iteration; `nfev`/`njev` count every evaluation, line-search trials
@@ -192,7 +192,8 @@ def minimize(fun: Callable[[Any], jax.Array], x0: Any, method: str = 'lbfgs', *,
     METHODS[method](**dict(frozen))  # validates option names and values eagerly
   except TypeError as e:
     raise ValueError(f'options={options!r} do not fit method={method!r}: {e}') from e
-  res = _run_jit(fun, x0, tol, -1.0 if xtol is None else xtol, tuple(args), method=method, options=frozen,
+  res = _run_jit(fun, x0, tol, -1.0 if xtol is None else xtol, tuple(args), method=method,
+                 options=frozen,
                  maxiter=int(maxiter),
                  record_history=bool(history))
   return result_lib.truncate_history(res)

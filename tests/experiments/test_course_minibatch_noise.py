@@ -1,11 +1,8 @@
 """Minibatch gradient noise (quick mode): variance ∝ 1/B, noise balls shrink with B
 and with a decaying rate."""
 from experiments.course import minibatch_noise
+from tests.experiments import course_claims
 
 
 def test_claims_hold_and_plot(tmp_path):
-  claims = minibatch_noise.run(str(tmp_path), quick=True)
-  assert len(claims) == 5, sorted(claims)
-  failed = {k: c for k, c in claims.items() if not c.holds}
-  assert not failed, failed
-  assert (tmp_path / 'minibatch_noise.png').stat().st_size > 20_000
+  course_claims.assert_quick_claims_hold(minibatch_noise, tmp_path, 5)
