@@ -36,7 +36,6 @@ from experiments.course import claim as claim_lib  # noqa: E402
 from experiments.sweeps.cli import fail  # noqa: E402
 
 
-
 def parse_flags(argv: list[str]) -> flags.FlagValues:
   """The command line in a fresh FlagValues (so `main` can run more than once)."""
   fv = flags.FlagValues()
