@@ -123,8 +123,9 @@ def run(out: str, quick: bool = False) -> dict[str, Claim]:
   full = counts['rel. pos.']
   expected = {'w/o shifting': full, 'no pos.': full - tables, 'abs. pos.': full - tables + emb,
               'abs.+rel. pos.': full + emb, 'rel. pos. w/o app.': full}
-  claims = {'parameter counts are the rows\' (bias tables, abs. embedding)': Claim(
-      ', '.join(f'{v}: {n}' for v, n in counts.items()), 'as the switches imply',
+  claims = {'parameter counts of the 6 rows (bias tables, abs. embedding)': Claim(
+      '/'.join(str(n) for n in counts.values()), '/'.join(str(expected.get(v, full))
+                                                        for v in counts),
       all(counts[v] == n for v, n in expected.items()))}
   for v, (_, losses, _) in results.items():
     k = max(1, len(losses) // 10)
