@@ -1,4 +1,5 @@
-r"""Gradient check: jax.grad against centred finite differences, in float64.
+r"""Gradient check: jax.grad (and its Hessian-vector products) against centred
+finite differences, in float64.
 
     python -m experiments.gradcheck --model=mlp
     python -m experiments.gradcheck --model=vit_tiny_patch16_224 --img_size=32 \
@@ -15,9 +16,22 @@ tensor (all of them for small tensors),
 
 and the report gives the max relative error per parameter tensor. The
 course's reading: < 1e-7 good, up to 1e-4 suspicious for smooth models (kinks
-such as ReLU can cost more), above that the gradient is wrong. Exit status:
-0 if every parameter's max error is below `--threshold`, 1 otherwise, 2 for
-bad arguments (one line).
+such as ReLU can cost more), above that the gradient is wrong.
+
+Second order (`--second_order`, on by default): the gradient of the
+gradient along a random unit direction v, the Hessian-vector product
+Hv = ∂/∂ε ∇L(θ + εv)|₀, computed by forward-over-reverse differentiation
+(`jax.jvp` of `jax.grad`), against centred differences of the gradient,
+
+    (∇L(θ + h v) − ∇L(θ − h v)) / 2h                             (error O(h²))
+
+with, per parameter tensor, the norm-wise relative error
+‖Hv − numeric‖∞ / max(‖Hv‖∞, ‖numeric‖∞, tiny) (coordinates of Hv are often
+near zero, e.g. across a ReLU, where a per-coordinate ratio is
+meaningless).
+
+Exit status: 0 if every parameter's max error (first and second order) is
+below `--threshold`, 1 otherwise, 2 for bad arguments (one line).
 """
 from __future__ import annotations
 
@@ -95,10 +109,50 @@ def check_function(loss: Callable[[Any], Any], params: Any, coords: int = 16,
   return reports
 
 
+def check_hvp(loss: Callable[[Any], Any], params: Any, h: float = 1e-5,
+              seed: int = 0) -> list[ParamReport]:
+  """Checks the Hessian-vector product of `loss` at `params` (float64) along a
+  random unit direction against centred differences of jax.grad (module
+  docstring); `checked` counts the tensor's coordinates."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax.flatten_util import ravel_pytree  # pylint: disable=g-import-not-at-top
+
+  if not jax.config.jax_enable_x64:
+    raise ValueError('check_hvp needs jax_enable_x64 (float64 finite differences)')
+  flat, unravel = ravel_pytree(params)
+  if flat.dtype != jnp.float64:
+    raise ValueError(f'params are {flat.dtype}; cast them to float64 first')
+  v = jax.random.normal(jax.random.PRNGKey(seed), flat.shape, jnp.float64)
+  v = v / jnp.linalg.norm(v)
+  grad = jax.grad(lambda w: loss(unravel(w)))
+
+  @jax.jit
+  def both(w):
+    analytic = jax.jvp(grad, (w,), (v,))[1]
+    numeric = (grad(w + h * v) - grad(w - h * v)) / (2 * h)
+    return analytic, numeric
+
+  analytic, numeric = (np.asarray(a) for a in both(flat))
+  reports, offset = [], 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    n = int(np.prod(leaf.shape))
+    a, b = analytic[offset:offset + n], numeric[offset:offset + n]
+    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), TINY)
+    reports.append(ParamReport(_path_name(path), tuple(leaf.shape), n,
+                               float(np.abs(a - b).max(initial=0.0) / scale),
+                               float(np.abs(a).max(initial=0.0))))
+    offset += n
+  return reports
+
+
 def check_model(name: str, overrides: Optional[dict[str, Any]] = None,
                 img_size: Optional[int] = None, batch: int = 2, coords: int = 16,
-                h: float = 1e-6, seed: int = 0) -> tuple[list[ParamReport], list[str]]:
-  """Gradient check of the registered model `name` (see module docstring).
+                h: float = 1e-6, seed: int = 0, second_order: bool = False
+                ) -> tuple[list[ParamReport], list[str]]:
+  """Gradient check of the registered model `name` (see module docstring);
+  with `second_order` the reports of `check_hvp` follow, their paths
+  prefixed 'Hv:'.
 
   Needs float64 enabled (`jax.config.update('jax_enable_x64', True)`).
 
@@ -149,6 +203,9 @@ def check_model(name: str, overrides: Optional[dict[str, Any]] = None,
     return jnp.sum(forward(p) * r)
 
   reports = check_function(loss, params, coords=coords, h=h, seed=seed)
+  if second_order:
+    reports += [dataclasses.replace(r, path=f'Hv:{r.path}')
+                for r in check_hvp(loss, params, seed=seed)]
   return reports, float32_ops(loss, params)
 
 
@@ -202,24 +259,42 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def parse_flags(argv: Sequence[str]) -> Any:
+  """The command line in a fresh absl FlagValues (so `main` can run more than once)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FlagValues()
+  flags.DEFINE_string('model', None, 'A registered model name.', flag_values=fv)
+  flags.DEFINE_multi_string('override', [], 'Model field key=value (repeatable).',
+                            flag_values=fv)
+  flags.DEFINE_integer('img_size', None, 'Input size (default: the model\'s).', flag_values=fv)
+  flags.DEFINE_integer('batch', 2, 'Input batch.', flag_values=fv)
+  flags.DEFINE_integer('coords', 16, 'Coordinates checked per parameter tensor.', flag_values=fv)
+  flags.DEFINE_float('h', 1e-6, 'Finite-difference step of the first-order check.',
+                     flag_values=fv)
+  flags.DEFINE_float('threshold', 1e-6, 'Largest relative error that passes.', flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'Seed of the input, parameters and coordinates.',
+                       flag_values=fv)
+  flags.DEFINE_bool('second_order', True, 'Also check Hessian-vector products.',
+                    flag_values=fv)
+  fv(list(argv))
+  if not fv.model:
+    raise flags.Error('--model is required: a registered model name')
+  return fv
+
+
 def main(argv: Sequence[str]) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description='jax.grad vs centred finite differences')
-  parser.add_argument('--model', required=True, help='a registered model name')
-  parser.add_argument('--override', action='append', default=[], help='model key=value')
-  parser.add_argument('--img_size', type=int, default=None)
-  parser.add_argument('--batch', type=int, default=2)
-  parser.add_argument('--coords', type=int, default=16, help='coordinates per tensor')
-  parser.add_argument('--h', type=float, default=1e-6)
-  parser.add_argument('--threshold', type=float, default=1e-6)
-  parser.add_argument('--seed', type=int, default=0)
-  args = parser.parse_args(argv[1:])
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    args = parse_flags(argv)
+  except flags.Error as e:
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
+    return 2
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_enable_x64', True)
   try:
     overrides = dict(_parse_override(o) for o in args.override)
     reports, f32 = check_model(args.model, overrides, args.img_size, args.batch, args.coords,
-                               args.h, args.seed)
+                               args.h, args.seed, second_order=args.second_order)
   except ValueError as e:
     print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
     return 2

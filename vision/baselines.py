@@ -3,12 +3,18 @@
 * `linear_classifier`: class scores s = Wx + b on the flattened image
   (x ∈ R^D, W ∈ R^{K×D}).
 * `mlp`: `depth` hidden layers h ← f(W h + b) of `width` units, then a linear
-  scorer. f is one of sigmoid, tanh, ReLU, Leaky ReLU (slope 0.01), PReLU
+  scorer. f is one of identity (no nonlinearity: the net is one affine map),
+  sigmoid, tanh, ReLU, Leaky ReLU (max(ax, x), slope a = `leaky_slope`,
+  0.01 by default; deck 001 uses 0.1), PReLU
   (learned slope, He et al. 2015), ELU (α = 1), exact GELU or Maxout
   (Goodfellow et al. 2013: h = max_j (W_j h + b_j) over `maxout_pieces`).
 * `convnet`: [(CONV-ReLU)×N − POOL]×M − (FC-ReLU)×K − FC. A CONV layer has K
   filters of size F×F, stride S and zero padding P; on an N_in×N_in input it
   yields (N_in − F + 2P)/S + 1 outputs per side and F²·C·K + K parameters.
+  POOL takes the max, mean or sum of each window; `pool_ceil=True` pools
+  sizes the window does not tile with ⌈(N − F)/S⌉ + 1 outputs (e.g. ⌈W/2⌉
+  for 2×2/2), the last window clipped at the border (torch's
+  `ceil_mode=True`: max over and mean of the in-bounds values).
 
 Weight initialisation (`weight_init`): 'small' draws N(0, 0.01²); 'xavier' draws
 N(0, 1/D_in) (Glorot & Bengio 2010, in the course's fan-in form); 'he' draws
@@ -34,8 +40,9 @@ from vision.spec import ModelDef
 Dtype = Any
 
 INITS = ('small', 'xavier', 'he')
-ACTIVATIONS = ('sigmoid', 'tanh', 'relu', 'leaky_relu', 'prelu', 'elu', 'gelu', 'maxout')
-POOLS = ('max', 'avg')
+ACTIVATIONS = ('identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'prelu', 'elu', 'gelu',
+               'maxout')
+POOLS = ('max', 'avg', 'sum')
 
 
 def kernel_init(weight_init: str) -> Callable[..., jax.Array]:
@@ -63,6 +70,39 @@ def conv_output_size(n: int, f: int, s: int, p: int) -> int:
         f'{span / s + 1:g} is not a positive integer. Change the kernel size, '
         f'stride, padding or img_size.')
   return span // s + 1
+
+
+def pool_output_size(n: int, f: int, s: int, ceil: bool) -> int:
+  """Pool outputs per side: (N − F)/S + 1 (must tile), or with `ceil`
+  ⌈(N − F)/S⌉ + 1 less a last window that would start past the input."""
+  if not ceil:
+    return conv_output_size(n, f, s, 0)
+  if n < f:
+    raise ValueError(f'A {f}×{f} pooling window does not fit an input of size {n}.')
+  out = -(-(n - f) // s) + 1
+  return out - 1 if (out - 1) * s >= n else out
+
+
+def pool2d(x: jax.Array, kind: str, size: int, stride: int, ceil: bool = False) -> jax.Array:
+  """Max, mean or sum over size×size windows of NHWC `x` (see `pool_output_size`).
+
+  With `ceil` the input is padded at the bottom/right to cover the last
+  window: with −∞ for max, zeros for sum, and the mean divides by the
+  number of in-bounds values."""
+  h, w = x.shape[1:3]
+  oh, ow = (pool_output_size(n, size, stride, ceil) for n in (h, w))
+  need_h, need_w = (oh - 1) * stride + size, (ow - 1) * stride + size  # rows/cols pooled
+  x = x[:, :need_h, :need_w]  # a stride larger than the window skips the remainder
+  h, w = x.shape[1:3]
+  pad = ((0, 0), (0, need_h - h), (0, need_w - w), (0, 0))
+  window, strides = (size, size), (stride, stride)
+  if kind == 'max':
+    return nn.max_pool(jnp.pad(x, pad, constant_values=-jnp.inf), window, strides)
+  total = nn.pool(jnp.pad(x, pad), 0.0, jax.lax.add, window, strides, 'VALID')
+  if kind == 'sum':
+    return total
+  ones = jnp.pad(jnp.ones((1, h, w, 1), x.dtype), pad)
+  return total / nn.pool(ones, 0.0, jax.lax.add, window, strides, 'VALID')
 
 
 def _check_common(model: Any) -> None:
@@ -120,9 +160,12 @@ class Activation(nn.Module):
   """
   kind: str
   pieces: int = 2
+  negative_slope: float = 0.01  # Leaky ReLU's a
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    if self.kind == 'identity':
+      return x
     if self.kind == 'sigmoid':
       return nn.sigmoid(x)
     if self.kind == 'tanh':
@@ -130,7 +173,7 @@ class Activation(nn.Module):
     if self.kind == 'relu':
       return nn.relu(x)
     if self.kind == 'leaky_relu':
-      return nn.leaky_relu(x, negative_slope=0.01)
+      return nn.leaky_relu(x, negative_slope=self.negative_slope)
     if self.kind == 'prelu':
       return nn.PReLU(negative_slope_init=0.25, name='prelu')(x)
     if self.kind == 'elu':
@@ -157,6 +200,7 @@ class MLP(nn.Module):
   maxout_pieces: int = 2
   batchnorm: bool = False
   bn_axis_name: Optional[str] = None  # pmap axis for cross-device BatchNorm statistics
+  leaky_slope: float = 0.01  # the slope a of 'leaky_relu' for x < 0
 
   def validate(self) -> None:
     _check_common(self)
@@ -181,7 +225,7 @@ class MLP(nn.Module):
                    name=f'fc{i}')(x)
       if self.batchnorm:
         x = _batchnorm(train, self.dtype, f'bn{i}', self.bn_axis_name)(x)
-      x = Activation(self.activation, pieces, name=f'act{i}')(x)
+      x = Activation(self.activation, pieces, self.leaky_slope, name=f'act{i}')(x)
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
@@ -195,7 +239,9 @@ class ConvNet(nn.Module):
     channels: filters K of the convs in each of the M blocks (its length is M).
     convs_per_block: N.
     kernel_size, stride, padding: the conv's F, S, P.
-    pool: 'max' or 'avg'; pool_size/pool_stride: its window and stride.
+    pool: 'max', 'avg' or 'sum'; pool_size/pool_stride: its window and stride.
+    pool_ceil: ⌈(N − F)/S⌉ + 1 pooled outputs for sizes the window does not
+      tile (torch's ceil_mode), instead of an error.
     fc_widths: widths of the K hidden fully connected layers.
   """
   num_classes: int = 10
@@ -216,6 +262,7 @@ class ConvNet(nn.Module):
   fc_widths: Sequence[int] = (128,)
   batchnorm: bool = False
   bn_axis_name: Optional[str] = None  # pmap axis for cross-device BatchNorm statistics
+  pool_ceil: bool = False
 
   def feature_sizes(self) -> list[tuple[int, int]]:
     """(H, W) after each block, by (N − F + 2P)/S + 1; ValueError if a layer does not tile."""
@@ -225,8 +272,8 @@ class ConvNet(nn.Module):
       for _ in range(self.convs_per_block):
         h = conv_output_size(h, self.kernel_size, self.stride, self.padding)
         w = conv_output_size(w, self.kernel_size, self.stride, self.padding)
-      h = conv_output_size(h, self.pool_size, self.pool_stride, 0)
-      w = conv_output_size(w, self.pool_size, self.pool_stride, 0)
+      h = pool_output_size(h, self.pool_size, self.pool_stride, self.pool_ceil)
+      w = pool_output_size(w, self.pool_size, self.pool_stride, self.pool_ceil)
       sizes.append((h, w))
     return sizes
 
@@ -252,7 +299,6 @@ class ConvNet(nn.Module):
     self.feature_sizes()
     x = images.astype(self.dtype)
     pad = ((self.padding, self.padding),) * 2
-    window, strides = (self.pool_size,) * 2, (self.pool_stride,) * 2
     for m, width in enumerate(self.channels):
       for n in range(self.convs_per_block):
         x = nn.Conv(width, (self.kernel_size,) * 2, strides=self.stride, padding=pad,
@@ -261,10 +307,7 @@ class ConvNet(nn.Module):
         if self.batchnorm:
           x = _batchnorm(train, self.dtype, f'bn{m}_{n}', self.bn_axis_name)(x)
         x = nn.relu(x)
-      if self.pool == 'max':
-        x = nn.max_pool(x, window, strides)
-      else:
-        x = nn.avg_pool(x, window, strides)
+      x = pool2d(x, self.pool, self.pool_size, self.pool_stride, self.pool_ceil)
     x = x.reshape(x.shape[0], -1)
     for k, width in enumerate(self.fc_widths):
       x = nn.Dense(width, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),

@@ -18,6 +18,14 @@ HF-named checkpoint sets). Stochastic depth
 (Huang et al. 2016) drops each residual branch with rate linear in ℓ from 0
 to `drop_path_rate`.
 
+`pos_embed='sinusoidal'` replaces the learned E_pos by the fixed 2-D sin-cos
+encoding of MAE (He et al. 2022; `sincos_pos_embed_2d`): the sinusoids of
+"Attention is all you need" (Vaswani et al. 2017), PE(p, 2k) = sin(p·ω_k),
+PE(p, 2k+1) = cos(p·ω_k), ω_k = 10000^{−2k/d}, applied per axis — the first
+D/2 channels encode the patch's column, the last D/2 its row, each as D/4
+sines then D/4 cosines — and a zero vector for the class token. It has no
+parameters and is defined for any grid.
+
 The hybrid (`vit_base_r50_s16_224`) replaces the pixel patches by the 1×1
 "patches" of a ResNetV2 feature map at stride 16 (`vision.resnetv2`).
 
@@ -33,6 +41,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vision import layers
 from vision import resnetv2
@@ -40,6 +49,22 @@ from vision.spec import ModelDef
 
 Dtype = Any
 POOLS = ('token', 'gap')
+POS_EMBEDS = ('learned', 'sinusoidal')
+
+
+def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> np.ndarray:
+  """MAE's fixed 2-D sin-cos position encoding, [1 + H'·W', dim] (row 0: the
+  class token, zeros; tokens in row-major order). dim must be a multiple of 4."""
+  quarter = dim // 4
+  omega = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)
+  rows, cols = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing='ij')
+
+  def axis(pos: np.ndarray) -> np.ndarray:
+    angle = pos.reshape(-1, 1) * omega[None]
+    return np.concatenate([np.sin(angle), np.cos(angle)], axis=1)
+
+  table = np.concatenate([axis(cols), axis(rows)], axis=1)
+  return np.concatenate([np.zeros((1, dim)), table]).astype(np.float32)
 
 
 class PatchEmbed(nn.Module):
@@ -119,6 +144,8 @@ class VisionTransformer(nn.Module):
     norm_eps: ε of every LayerNorm.
     representation_size: width of the `pre_logits` layer, tanh(W·y + b) before the
       head (the paper's pre-training head); None: no such layer.
+    pos_embed: 'learned' (E_pos a parameter) or 'sinusoidal' (fixed 2-D
+      sin-cos, `sincos_pos_embed_2d`; embed_dim a multiple of 4).
   """
   num_classes: int = 1000
   img_size: Any = 224
@@ -138,6 +165,7 @@ class VisionTransformer(nn.Module):
   remat: bool = False
   norm_eps: float = 1e-6
   representation_size: Optional[int] = None
+  pos_embed: str = 'learned'
 
   def grid_size(self) -> tuple[int, int]:
     """Token grid (H', W'): img/P for ViT, the stem's feature map / P for the hybrid."""
@@ -161,6 +189,12 @@ class VisionTransformer(nn.Module):
           f'valid num_heads: {divisors}.')
     if self.pool not in POOLS:
       raise ValueError(f'pool={self.pool!r} is unknown; valid: {", ".join(POOLS)}.')
+    if self.pos_embed not in POS_EMBEDS:
+      raise ValueError(f'pos_embed={self.pos_embed!r} is unknown; valid: '
+                       f'{", ".join(POS_EMBEDS)}.')
+    if self.pos_embed == 'sinusoidal' and self.embed_dim % 4:
+      raise ValueError(f'pos_embed=\'sinusoidal\' needs embed_dim divisible by 4, got '
+                       f'{self.embed_dim}.')
     if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
       raise ValueError(f'norm_eps must be a positive float, got {self.norm_eps!r}.')
     if not self.mlp_ratio > 0:
@@ -192,7 +226,10 @@ class VisionTransformer(nn.Module):
     x = PatchEmbed(self.embed_dim, self.patch_size, self.dtype, name='patch_embed')(x)
     b, n, d = x.shape
     cls = self.param('cls_token', nn.initializers.normal(1e-6), (1, 1, d), jnp.float32)
-    pos = self.param('pos_embed', nn.initializers.normal(0.02), (1, 1 + n, d), jnp.float32)
+    if self.pos_embed == 'sinusoidal':
+      pos = jnp.asarray(sincos_pos_embed_2d(d, self.grid_size()))[None]
+    else:
+      pos = self.param('pos_embed', nn.initializers.normal(0.02), (1, 1 + n, d), jnp.float32)
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, d)), x], axis=1)
     x = x + pos.astype(x.dtype)
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)

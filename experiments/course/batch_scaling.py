@@ -1,6 +1,6 @@
 r"""Batch size and learning rate: the linear scaling rule, checked on digits.
 
-    python -m experiments.course.batch_scaling --out=/tmp/course   # -> batch_scaling.png
+    python -m experiments.course --only=batch_scaling --out=/tmp/course   # -> batch_scaling.png
 
 Goyal et al. (2017), "Accurate, Large Minibatch SGD": when the minibatch is
 multiplied by k, multiply the learning rate by k. With SGD, k small steps of
@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from experiments.course import runs as runs_lib
+from experiments.course.claim import Claim, between, greater, less
 
 BASE_BATCH = 16
 BASE_LR = 0.02
@@ -50,11 +51,11 @@ def config(batch: int, lr: float, epochs: float) -> ml_collections.ConfigDict:
   return c
 
 
-def run_all(out: str, epochs: float = 3.0) -> dict[str, runs_lib.Run]:
+def run_all(out: str, epochs: float = 3.0, quick: bool = False) -> dict[str, runs_lib.Run]:
   settings = {'base': (BASE_BATCH, BASE_LR), 'scaled': (K * BASE_BATCH, K * BASE_LR),
               'unscaled': (K * BASE_BATCH, BASE_LR)}
   return {label: runs_lib.train_records(label, config(b, lr, epochs),
-                                        os.path.join(out, 'batch_scaling', label))
+                                        runs_lib.workdir(out, 'batch_scaling', label, quick))
           for label, (b, lr) in settings.items()}
 
 
@@ -103,19 +104,17 @@ def plot(runs: dict[str, runs_lib.Run], path: str) -> None:
   plt.close(fig)
 
 
-def main(out: str) -> dict[str, float]:
-  os.makedirs(out, exist_ok=True)
-  runs = run_all(out)
+def run(out: str, quick: bool = False) -> dict[str, Claim]:
+  """batch_scaling.png and the rule as claims; `quick` trains 2 epochs, not 3."""
+  runs = run_all(out, epochs=2.0 if quick else 3.0, quick=quick)
   plot(runs, os.path.join(out, 'batch_scaling.png'))
-  numbers = claims(runs)
-  for k, v in numbers.items():
-    print(f'{k}: {v:.6g}')
-  print(f'wrote {os.path.join(out, "batch_scaling.png")}')
-  return numbers
-
-
-if __name__ == '__main__':
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--out', default='runs/course')
-  main(parser.parse_args().out)
+  c = claims(runs)
+  return {
+      'scaled: per-epoch loss gap to base': less(
+          c['scaled_gap'], min(0.15, 0.25 * c['unscaled_gap']), ' (0.15, ¼ of unscaled gap)'),
+      'scaled: val accuracy − base': between(
+          c['scaled_val_accuracy'] - c['base_val_accuracy'], -0.03, 0.03),
+      'unscaled: final loss / base': greater(c['unscaled_final_loss'] / c['base_final_loss'], 1.5),
+      'unscaled: val accuracy − scaled': less(
+          c['unscaled_val_accuracy'] - c['scaled_val_accuracy'], 0.0),
+  }

@@ -1,6 +1,6 @@
 r"""Weight initialisation and activation statistics (the course's experiment).
 
-    python -m experiments.course.init_stats --out=/tmp/course   # -> init_stats.png
+    python -m experiments.course --only=init_stats --out=/tmp/course   # -> init_stats.png
 
 A 6-layer network of width D = 4096 without biases, x_{l+1} = g(x_l W_l),
 fed x_0 ~ N(0, 1) of shape [16, D], with W_l drawn by
@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.course.claim import Claim, between, greater, less
 from vision import baselines
 
 INITS = ('0.01', '0.05', 'xavier', 'he')
@@ -134,24 +135,21 @@ def plot(acts: dict[tuple[str, str], np.ndarray], path: str) -> None:
   plt.close(fig)
 
 
-def main(out: str, width: int = 4096) -> dict[str, float]:
-  os.makedirs(out, exist_ok=True)
-  acts = run_all(width=width)
+def run(out: str, quick: bool = False) -> dict[str, Claim]:
+  """init_stats.png and the claims; `quick` runs width 512 (batch 32) instead of 4096."""
+  acts = run_all(width=512, batch=32) if quick else run_all()
   plot(acts, os.path.join(out, 'init_stats.png'))
-  numbers = claims(acts)
-  for (init, act), a in acts.items():
-    s = stats(a)
-    print(f'{init:>6} {act:4}: std per layer ' + ' '.join(f'{v:.3g}' for v in s['std'])
-          + (f'; saturated {s["saturated"].mean():.2f}' if act == 'tanh' else
-             f'; zero {s["zero"].mean():.2f}'))
-  print(f'wrote {os.path.join(out, "init_stats.png")}')
-  return numbers
-
-
-if __name__ == '__main__':
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--out', default='runs/course')
-  parser.add_argument('--width', type=int, default=4096)
-  args = parser.parse_args()
-  main(args.out, args.width)
+  c = claims(acts)
+  sat = {k: stats(a)['saturated'] for k, a in acts.items()}
+  return {
+      'σ=0.01 tanh: std falls every layer': Claim(
+          bool(c['0.01_tanh_std_monotone_decreasing']), 'True',
+          c['0.01_tanh_std_monotone_decreasing'] == 1.0),
+      'σ=0.01 tanh: last/first std': less(c['0.01_tanh_std_ratio'], 0.15),
+      'σ=0.05 tanh: min saturated fraction per layer': greater(float(sat[('0.05', 'tanh')].min()),
+                                                               0.5),
+      'xavier tanh: last/first std': greater(c['xavier_tanh_std_ratio'], 0.4),
+      'he relu: last/first std': between(c['he_relu_std_ratio'], 0.75, 1.33),
+      'xavier relu: last/first std ≈ 2^-2.5': between(c['xavier_relu_std_ratio'],
+                                                      0.75 * 2 ** -2.5, 1.25 * 2 ** -2.5),
+  }

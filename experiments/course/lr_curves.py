@@ -1,6 +1,6 @@
 r"""Learning rate too low, too high, good: the course's loss-curve sketch, measured.
 
-    python -m experiments.course.lr_curves --out=/tmp/course   # -> lr_curves.png
+    python -m experiments.course --only=lr_curves --out=/tmp/course   # -> lr_curves.png
 
 The 2-layer MLP on digits (experiments/configs/digits_baselines.py:
 128 ReLU units, He init, plain SGD at a constant learning rate, batch 64,
@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from experiments.course import runs as runs_lib
+from experiments.course.claim import Claim, between
 
 RATES = {'low': 1e-3, 'good': 0.3, 'high': 3.0, 'very high': 100.0}
 
@@ -46,10 +47,10 @@ def config(lr: float, steps: int = 100) -> ml_collections.ConfigDict:
   return c
 
 
-def run_all(out: str, steps: int = 100,
-            rates: Optional[dict[str, float]] = None) -> dict[str, runs_lib.Run]:
+def run_all(out: str, steps: int = 100, rates: Optional[dict[str, float]] = None,
+            quick: bool = False) -> dict[str, runs_lib.Run]:
   return {label: runs_lib.train_records(label, config(lr, steps),
-                                        os.path.join(out, 'lr_curves', label.replace(' ', '_')))
+                                        runs_lib.workdir(out, 'lr_curves', label, quick))
           for label, lr in (rates or RATES).items()}
 
 
@@ -91,19 +92,19 @@ def plot(runs: dict[str, runs_lib.Run], path: str) -> None:
   plt.close(fig)
 
 
-def main(out: str) -> dict[str, float]:
-  os.makedirs(out, exist_ok=True)
-  runs = run_all(out)
+def run(out: str, quick: bool = False) -> dict[str, Claim]:
+  """lr_curves.png and the four regimes as claims; `quick` trains 40 steps, not 100."""
+  runs = run_all(out, steps=40 if quick else 100, quick=quick)
   plot(runs, os.path.join(out, 'lr_curves.png'))
-  numbers = claims(runs)
-  for k, v in numbers.items():
-    print(f'{k}: {v:.6g}')
-  print(f'wrote {os.path.join(out, "lr_curves.png")}')
-  return numbers
-
-
-if __name__ == '__main__':
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--out', default='runs/course')
-  main(parser.parse_args().out)
+  c = claims(runs)
+  best = min(c[f'{k}_last_loss'] for k in RATES)
+  return {
+      'low: last/first loss (slow decrease)': between(
+          c['low_last_loss'] / c['low_first_loss'], 0.5, 1.0),
+      'good: last loss, the lowest of all': Claim(
+          c['good_last_loss'], f'< 0.5 and = min ({best:.4g})',
+          c['good_last_loss'] < 0.5 and c['good_last_loss'] == best),
+      'high: plateau near ln 10': between(c['high_last_loss'], 2.15, 2.45),
+      'very high: diverged': Claim(bool(c['very high_diverged']), 'True',
+                                   c['very high_diverged'] == 1.0),
+  }

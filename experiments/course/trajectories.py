@@ -1,6 +1,6 @@
 r"""Optimizer trajectories on 2-D surfaces (the course's optimizer animations).
 
-    python -m experiments.course.trajectories --out=/tmp/course   # -> trajectories.png
+    python -m experiments.course --only=trajectories --out=/tmp/course   # -> trajectories.png
 
 Four surfaces, each with a start point and the optimizers the course shows on
 it, run with the `optim` transforms (the same code the trainer uses):
@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.course.claim import Claim, between, greater, less
 import optim
 
 Array = jax.Array
@@ -211,19 +212,30 @@ def plot(paths: dict[str, dict[str, np.ndarray]], path: str) -> None:
   plt.close(fig)
 
 
-def main(out: str) -> dict[str, float]:
-  os.makedirs(out, exist_ok=True)
+def run(out: str, quick: bool = False) -> dict[str, Claim]:
+  """Every surface's paths, trajectories.png, and the course's statements as claims
+  (the paths are cheap: `quick` changes nothing)."""
+  del quick
   paths = run_all()
   plot(paths, os.path.join(out, 'trajectories.png'))
-  numbers = claims(paths)
-  for k, v in numbers.items():
-    print(f'{k}: {v:.6g}')
-  print(f'wrote {os.path.join(out, "trajectories.png")}')
-  return numbers
-
-
-if __name__ == '__main__':
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--out', default='runs/course')
-  main(parser.parse_args().out)
+  c = claims(paths)
+  return {
+      'sgd: steep coordinate flips sign every step': Claim(
+          c['sgd_y_sign_flip_fraction'], '= 1', c['sgd_y_sign_flip_fraction'] == 1.0),
+      'momentum: overshoots x* along x': greater(c['momentum_x_overshoot'], 0.3),
+      'momentum: ends nearer x* than sgd': less(c['momentum_final_dist'],
+                                                 c['sgd_final_dist'], ' (sgd)'),
+      'nesterov: overshoots less than momentum': between(
+          c['nesterov_x_overshoot'], 0.0, c['momentum_x_overshoot']),
+      'adam: first step |dx|/|dy| = 1': between(c['adam_first_step_ratio'], 1 - 1e-4, 1 + 1e-4),
+      'sgd: first step |dx|/|dy| = 4/25': between(c['sgd_first_step_ratio'], 0.16 - 1e-4,
+                                                  0.16 + 1e-4),
+      'newton: one step to a quadratic minimum': less(c['newton_one_step_dist'], 1e-6),
+      'rosenbrock: newton steps to 1e-3': Claim(
+          c['rosenbrock_newton_steps_to_1e-3'], '<= 25',
+          c['rosenbrock_newton_steps_to_1e-3'] <= 25),
+      'rosenbrock: sgd still in the valley': greater(c['rosenbrock_sgd_final_dist'], 0.5),
+      'saddle: sgd |y| after 200 steps = 1e-4·1.01^200': between(
+          c['saddle_sgd_final_abs_y'], 0.95e-4 * 1.01 ** 200, 1.05e-4 * 1.01 ** 200),
+      'saddle: momentum escapes to y = ±1': between(c['saddle_momentum_final_abs_y'], 0.95, 1.05),
+  }

@@ -5,8 +5,9 @@ Runs a second-order transform of this package (direction + line search) in a
 
     ‖∇f(x)‖_∞ ≤ tol                       (converged, as scipy's gtol)
 
-or `maxiter` iterations, a failed line search (no step lowers f), or a
-non-finite value or gradient (divergence) — each reported in
+or, with `xtol`, until an accepted step is short, ‖xₖ₊₁ − xₖ‖₂ ≤ xtol
+(converged: status SMALL_STEP), or `maxiter` iterations, a failed line search
+(no step lowers f), or a non-finite value or gradient (divergence) — each reported in
 `OptimizeResult.status` / `.reason`, so a run never loops forever. The value
 and gradient the line search computed at the accepted point are reused for
 the next iteration; `nfev`/`njev` count every evaluation, line-search trials
@@ -51,7 +52,7 @@ def _freeze(options: Optional[dict[str, Any]]) -> tuple[tuple[str, Any], ...]:
   return tuple(sorted((options or {}).items()))
 
 
-def _run(fun, x0, tol, args, *, method, options, maxiter, record_history):
+def _run(fun, x0, tol, xtol, args, *, method, options, maxiter, record_history):
   """The compiled loop; see `minimize`."""
   x_init, unravel = ravel_pytree(x0)
   dtype = x_init.dtype
@@ -65,6 +66,7 @@ def _run(fun, x0, tol, args, *, method, options, maxiter, record_history):
   value, grad = jax.value_and_grad(f)(x_init)
   gnorm = jnp.max(jnp.abs(grad))
   tol = jnp.asarray(tol, dtype)
+  xtol = jnp.asarray(xtol, dtype)  # < 0: the step rule is off
   finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
   status = jnp.where(~finite, result_lib.NON_FINITE,
                      jnp.where(gnorm <= tol, result_lib.CONVERGED, result_lib.RUNNING))
@@ -96,6 +98,7 @@ def _run(fun, x0, tol, args, *, method, options, maxiter, record_history):
       ls_status = c['ls_status']
     finite = jnp.isfinite(new_value) & jnp.all(jnp.isfinite(new_grad))
     accept = took_step & finite
+    short = accept & (jnp.linalg.norm(x_new - x) <= xtol)
     x = jnp.where(accept, x_new, x)
     value = jnp.where(accept, new_value, value)
     grad = jnp.where(accept, new_grad, grad)
@@ -105,7 +108,9 @@ def _run(fun, x0, tol, args, *, method, options, maxiter, record_history):
         ~took_step, result_lib.LINESEARCH_FAILED,
         jnp.where(~finite, result_lib.NON_FINITE,
                   jnp.where(gnorm <= tol, result_lib.CONVERGED,
-                            jnp.where(k >= maxiter, result_lib.MAXITER, result_lib.RUNNING))))
+                            jnp.where(short, result_lib.SMALL_STEP,
+                                      jnp.where(k >= maxiter, result_lib.MAXITER,
+                                                result_lib.RUNNING)))))
     out = dict(x=x, state=state, value=value, grad=grad, k=k, nfev=nfev, njev=njev,
                status=status.astype(jnp.int32), ls_status=ls_status)
     if record_history:
@@ -124,7 +129,8 @@ def _run(fun, x0, tol, args, *, method, options, maxiter, record_history):
   return result_lib.OptimizeResult(
       x=unravel(c['x']), fun=c['value'], grad=unravel(c['grad']),
       grad_norm=jnp.max(jnp.abs(c['grad'])), iterations=c['k'],
-      converged=(c['status'] == result_lib.CONVERGED), status=c['status'], nfev=c['nfev'],
+      converged=(c['status'] == result_lib.CONVERGED) | (c['status'] == result_lib.SMALL_STEP),
+      status=c['status'], nfev=c['nfev'],
       njev=c['njev'], linesearch_status=c['ls_status'], history=c.get('history'))
 
 
@@ -134,7 +140,7 @@ _run_jit = jax.jit(_run, static_argnames=('fun', 'method', 'options', 'maxiter',
 
 def minimize(fun: Callable[[Any], jax.Array], x0: Any, method: str = 'lbfgs', *,
              args: tuple[Any, ...] = (), maxiter: int = 500, tol: float = 1e-6,
-             options: Optional[dict[str, Any]] = None,
+             xtol: Optional[float] = None, options: Optional[dict[str, Any]] = None,
              history: bool = False) -> result_lib.OptimizeResult:
   """Minimises a scalar function of a pytree with a second-order method.
 
@@ -148,6 +154,8 @@ def minimize(fun: Callable[[Any], jax.Array], x0: Any, method: str = 'lbfgs', *,
       not recompile, unlike data captured in a closure.
     maxiter: most iterations.
     tol: stop when ‖∇f(x)‖_∞ ≤ tol.
+    xtol: also stop (converged, status SMALL_STEP) when an accepted step
+      has ‖xₖ₊₁ − xₖ‖₂ ≤ xtol; None: no step rule. Traced, like tol.
     options: keyword arguments of the method's factory (e.g.
       `{'memory_size': 20}`, `{'linesearch': 'exact'}`, `{'linesearch':
       None, 'learning_rate': 1.0}` for pure Newton); values must be hashable.
@@ -165,12 +173,15 @@ def minimize(fun: Callable[[Any], jax.Array], x0: Any, method: str = 'lbfgs', *,
     raise ValueError(f'method={method!r} is not one of {sorted(METHODS)}.')
   check_x0(x0)
   check_loop_args(maxiter, tol)
+  if xtol is not None and not (np.isfinite(xtol) and xtol >= 0):
+    raise ValueError(f'xtol={xtol!r} must be None or a finite number >= 0.')
   frozen = _freeze(options)
   try:
     METHODS[method](**dict(frozen))  # validates option names and values eagerly
   except TypeError as e:
     raise ValueError(f'options={options!r} do not fit method={method!r}: {e}') from e
-  res = _run_jit(fun, x0, tol, tuple(args), method=method, options=frozen,
+  res = _run_jit(fun, x0, tol, -1.0 if xtol is None else xtol, tuple(args), method=method,
+                 options=frozen,
                  maxiter=int(maxiter),
                  record_history=bool(history))
   return result_lib.truncate_history(res)

@@ -14,7 +14,7 @@ CONVERGED = 0        # gradient (∞-norm) at or below tol
 MAXITER = 1          # iteration budget spent
 LINESEARCH_FAILED = 2  # the line search could not lower f; x is the last good point
 NON_FINITE = 3       # f or ∇f became non-finite (diverged); x is the last finite point
-SMALL_STEP = 4       # least squares: relative step below xtol (converged)
+SMALL_STEP = 4       # step below xtol (converged; least squares: relative to ‖x‖)
 DAMPING_OVERFLOW = 5  # least squares: damping grew without an acceptable step
 
 MESSAGES = {
@@ -23,7 +23,7 @@ MESSAGES = {
     MAXITER: 'stopped: maximum number of iterations reached',
     LINESEARCH_FAILED: 'stopped: line search failed to lower the function',
     NON_FINITE: 'stopped: non-finite function value or gradient (diverging)',
-    SMALL_STEP: 'converged: relative step size <= xtol',
+    SMALL_STEP: 'converged: step size <= xtol',
     DAMPING_OVERFLOW: 'stopped: damping overflow, no step lowers the cost',
 }
 CONVERGED_STATUSES = (CONVERGED, SMALL_STEP)
