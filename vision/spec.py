@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import flax.linen as nn
 
-# Overrides every registered model accepts (see ../shared/DESIGN.md).
+# Overrides every registered model accepts (see docs/architecture.md).
 COMMON_OVERRIDES = ('num_classes', 'img_size', 'in_chans', 'drop_rate',
                     'drop_path_rate', 'dtype')
 

@@ -27,14 +27,14 @@ from vision import resnetv2
 from vision import vit
 from vision.weights import vit as vit_weights
 
-# Exact counts with a 1000-class head at 224 (REFERENCE.md; timm = HF).
+# Exact counts with a 1000-class head at 224 (docs/references.md; timm = HF).
 EXPECTED_PARAMS = {
     'vit_tiny_patch16_224': 5_717_416,
     'vit_small_patch16_224': 22_050_664,
     'vit_base_patch16_224': 86_567_656,
     'vit_base_patch32_224': 88_224_232,
     'vit_large_patch16_224': 304_326_632,
-    # 97,890,112 without the 1000-class head (REFERENCE.md's 97.89M) + 768·1000 + 1000;
+    # 97,890,112 without the 1000-class head (docs/references.md: 97.89M) + 768·1000 + 1000;
     # timm's 384 variant adds (577 − 197)·768 position entries: 98,950,952 (98.95M).
     'vit_base_r50_s16_224': 98_659_112,
 }
@@ -166,7 +166,7 @@ def test_scan_blocks_keeps_the_count_and_stacks_params():
 # ---------------------------------------------------------------- HF parity
 
 
-def test_hf_parity_small(small_vit):
+def test_hf_parity_small(small_vit, kernel_mode):
   module, variables = vision.load_pretrained('vit_tiny_patch16_224', small_vit['path'], **SMALL)
   assert module.num_classes == 5  # taken from the checkpoint
   logits = _forward(module, variables, small_vit['x'])
@@ -344,7 +344,7 @@ def test_resnetv2_stem_matches_bitmodel_features(hybrid):
                              atol=TOL, rtol=0)
 
 
-def test_hybrid_parity_hf_naming(hybrid):
+def test_hybrid_parity_hf_naming(hybrid, kernel_mode):
   module, variables = vision.load_pretrained('vit_base_r50_s16_224', hybrid['path'], **HYBRID_SMALL)
   np.testing.assert_allclose(_forward(module, variables, hybrid['x']), hybrid['logits'],
                              atol=TOL, rtol=0)
@@ -469,7 +469,7 @@ def test_bfloat16_compute_keeps_float32_params(digits_vit):
 
 
 def test_vit_tiny_gmacs_match_reference():
-  """REFERENCE.md: ViT-Ti/16 at 224 is 1.26 GMACs (XLA also counts softmax/LN/GELU)."""
+  """docs/references.md: ViT-Ti/16 at 224 is 1.26 GMACs (XLA also counts softmax/LN/GELU)."""
   info = vision.summary('vit_tiny_patch16_224')
   assert info['params'] == EXPECTED_PARAMS['vit_tiny_patch16_224']
   assert 1.24 < info['gmacs'] < 1.34
