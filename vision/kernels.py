@@ -20,8 +20,10 @@ Which one runs is decided here and nowhere else, by the mode:
 
 The mode comes from `use(mode)` (a context manager, per thread/task through a
 `contextvars.ContextVar`), else the `VISOPT_KERNELS` environment variable,
-else 'auto'. It is read when a function is traced: a function jitted and
-traced under one mode keeps that mode on later calls with the same shapes.
+else 'auto'. It is read when a function is traced, and jax caches traces by
+function and argument shapes, not by mode: set the mode before the first
+trace, or trace a fresh function (`jax.jit(lambda v, x: model.apply(v, x))`)
+inside `use(...)`.
 """
 from __future__ import annotations
 

@@ -73,15 +73,15 @@ def test_layers_support_forward_over_reverse(x64, name, overrides, mode):
   The Hessian-vector product is checked against a central difference of
   gradients (float64)."""
   del x64
-  with kernels.use(mode):
-    _check_hvp(name, overrides)
-
-
-def _check_hvp(name, overrides):
   module = vision.create_model(name, dtype=jnp.float64, **overrides)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float64)
   params = jax.tree.map(lambda p: p.astype(jnp.float64),
                         module.init(jax.random.PRNGKey(0), x)['params'])
+  with kernels.use(mode):
+    _check_hvp(module, params, x)
+
+
+def _check_hvp(module, params, x):
   loss = lambda p: jnp.sum(module.apply({'params': p}, x) ** 2)  # noqa: E731
   v = jax.tree.map(lambda p: jnp.full_like(p, 1e-2), params)
   _, hvp = jax.jit(lambda p, v: jax.jvp(jax.grad(loss), (p,), (v,)))(params, v)
