@@ -70,7 +70,10 @@ class PatchEmbed(nn.Module):
 
 
 class DepthwiseConv(nn.Module):
-  """`kernels.depthwise_conv` + bias with `nn.Conv`'s parameters (`kernel` [k, k, 1, C], `bias` [C])."""
+  """`kernels.depthwise_conv` + bias, with `nn.Conv(feature_group_count=C)`'s parameters.
+
+  `kernel` [k, k, 1, C], `bias` [C], float32; computation in `dtype`.
+  """
   kernel_size: int = 3
   dtype: Dtype = jnp.float32
   kernel_init: Any = nn.initializers.lecun_normal()
@@ -81,7 +84,8 @@ class DepthwiseConv(nn.Module):
     c, k = x.shape[-1], self.kernel_size
     kernel = self.param('kernel', self.kernel_init, (k, k, 1, c), jnp.float32)
     bias = self.param('bias', self.bias_init, (c,), jnp.float32)
-    return kernels.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+    y = kernels.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
 
 
 def drop_path(module: nn.Module, x: jax.Array, rate: Any, deterministic: bool) -> jax.Array:

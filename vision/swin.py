@@ -261,7 +261,8 @@ class SwinTransformer(nn.Module):
     mlp_ratio: MLP hidden width / block width.
     remat: recompute each block's activations in the backward pass
       (`nn.remat`), trading compute for memory.
-    scan_blocks: run each stage's blocks as one `nn.scan` (variables `layers_{i}_blocks` with a leading [depth] axis instead of
+    scan_blocks: run each stage's blocks as one `nn.scan` (variables
+      `layers_{i}_blocks` with a leading [depth] axis instead of
       `layers_{i}_blocks_{j}`; compile time flat in depth, e.g. Swin-L's
       18-block stage). Same outputs as unrolled.
     shifted_windows: shift the windows by ⌊M/2⌋ on odd blocks (False: every

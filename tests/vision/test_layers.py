@@ -11,40 +11,20 @@ from vision import kernels
 from vision import layers
 
 
-def test_depthwise_conv_module_has_nn_conv_parameters_and_values():
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 5, 5, 4)), jnp.float32)
-  ours = layers.DepthwiseConv(3)
-  ref = nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)), feature_group_count=4)
+@pytest.mark.parametrize('mode', ['tuned', 'portable'])
+@pytest.mark.parametrize('ours, ref, shape', [
+    (layers.PatchEmbed(5, 4), nn.Conv(5, (4, 4), strides=(4, 4), padding='VALID'), (2, 8, 12, 3)),
+    (layers.PatchEmbed(5, 4), nn.Conv(5, (4, 4), strides=(4, 4), padding='VALID'), (2, 9, 10, 3)),
+    (layers.Dense(4), nn.Dense(4), (2, 3, 7)),
+    (layers.DepthwiseConv(3), nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)), feature_group_count=4),
+     (1, 5, 5, 4)),
+], ids=['patch_embed', 'patch_embed_ragged', 'dense', 'depthwise_conv'])
+def test_module_has_the_flax_layers_parameters_and_values(mode, ours, ref, shape):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
   variables = ref.init(jax.random.PRNGKey(0), x)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == \
       jax.tree.map(jnp.shape, variables)
   variables = jax.tree.map(lambda a: a + 0.1, variables)  # a non-zero bias too
-  np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=1e-5)
-
-
-@pytest.mark.parametrize('mode', ['tuned', 'portable'])
-@pytest.mark.parametrize('size, p', [((8, 12), 4), ((9, 10), 4)])
-def test_patch_embed_has_strided_nn_conv_parameters_and_values(mode, size, p):
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, *size, 3)), jnp.float32)
-  ours = layers.PatchEmbed(5, p)
-  ref = nn.Conv(5, (p, p), strides=(p, p), padding='VALID')
-  variables = ref.init(jax.random.PRNGKey(0), x)
-  assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == \
-      jax.tree.map(jnp.shape, variables)
-  variables = jax.tree.map(lambda a: a + 0.1, variables)
-  with kernels.use(mode):
-    got = jax.jit(lambda v, x: ours.apply(v, x))(variables, x)
-  np.testing.assert_allclose(got, ref.apply(variables, x), atol=1e-5)
-
-
-@pytest.mark.parametrize('mode', ['tuned', 'portable'])
-def test_dense_has_nn_dense_parameters_and_values(mode):
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 7)), jnp.float32)
-  ours, ref = layers.Dense(4), nn.Dense(4)
-  variables = ref.init(jax.random.PRNGKey(0), x)
-  assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == \
-      jax.tree.map(jnp.shape, variables)
-  variables = jax.tree.map(lambda a: a + 0.1, variables)
   with kernels.use(mode):
     got = jax.jit(lambda v, x: ours.apply(v, x))(variables, x)
   np.testing.assert_allclose(got, ref.apply(variables, x), atol=1e-5)
