@@ -94,7 +94,7 @@ class MiTBlock(nn.Module):
   def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
     det = self.deterministic
     y = pvt.layer_norm(self.norm_eps, self.dtype, 'norm1')(x)
-    y = pvt.SpatialReductionAttention(self.dim, self.num_heads, self.sr_ratio, self.qkv_bias,
+    y = pvt.SpatialReductionAttention(self.num_heads, self.sr_ratio, self.qkv_bias,
                                       self.drop_rate, self.sr_norm_eps, self.dtype,
                                       name='attn')(y, self.hw, det)
     x = x + layers.drop_path(self, y, drop_path_rate, det)

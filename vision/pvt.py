@@ -134,7 +134,6 @@ class SpatialReductionAttention(nn.Module):
   stride R followed by LayerNorm (identity when R = 1). Parameters: `q`, `kv`
   (fused, K first), `sr` + `norm` (R > 1), `proj`.
   """
-  dim: int
   num_heads: int
   sr_ratio: int = 1
   qkv_bias: bool = True
@@ -184,7 +183,7 @@ class PVTBlock(nn.Module):
   def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
     det = self.deterministic
     y = layer_norm(self.norm_eps, self.dtype, 'norm1')(x)
-    y = SpatialReductionAttention(self.dim, self.num_heads, self.sr_ratio, self.qkv_bias,
+    y = SpatialReductionAttention(self.num_heads, self.sr_ratio, self.qkv_bias,
                                   self.drop_rate, self.sr_norm_eps, self.dtype,
                                   name='attn')(y, self.hw, det)
     x = x + layers.drop_path(self, y, drop_path_rate, det)
