@@ -132,9 +132,10 @@ def apply_blocks(block_cls: type[nn.Module], kwargs: dict[str, Any], x: jax.Arra
   a_ℓ arrives traced (floats as float32, bools as bool). `remat` recomputes
   each block's activations in the backward pass (`nn.remat`), trading compute
   for memory. XLA:CPU runs convolutions inside a loop body far slower than at
-  top level (jax-ml/jax#12868), so scanning blocks that convolve (PVT's and
-  MiT's spatial reduction, MiT's depthwise conv) is for GPU/TPU; on CPU keep
-  them unrolled.
+  top level (jax-ml/jax#12868): with the portable kernels, scanning blocks
+  that convolve (PVT's and MiT's spatial reduction, MiT's depthwise conv) is
+  for GPU/TPU; the tuned CPU kernels spell those convolutions as matmuls and
+  shifted adds.
   """
   if scan:
     if remat:

@@ -135,8 +135,7 @@ class MixTransformer(nn.Module):
     dtype: computation dtype (parameters stay float32).
     scan_blocks: run each stage's blocks as one `nn.scan` (variables
       `block{i}` with a leading [depth] axis instead of `block{i}_{j}`);
-      compile time flat in depth on GPU/TPU, slow on CPU (the blocks
-      convolve; see `layers.apply_blocks`).
+      compile time flat in depth (see `layers.apply_blocks` for CPU).
     remat: recompute block activations in the backward pass.
   """
   num_classes: int = 1000
