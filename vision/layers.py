@@ -48,11 +48,12 @@ class Dense(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-  """Non-overlapping P×P patches → D (`kernels.patchify`): [B, H, W, C] → [B, H/P, W/P, D].
+  """Non-overlapping P×P patches → D (`kernels.patchify`): [B, H, W, C] → [B, ⌊H/P⌋, ⌊W/P⌋, D].
 
-  Parameters as a stride-P `nn.Conv` (`kernel` [P, P, C, D] HWIO, `bias`
-  [D], float32), so checkpoints map one to one. ViT's patch embedding,
-  Swin's and PVT's patch projections.
+  Parameters as a stride-P 'VALID' `nn.Conv` (`kernel` [P, P, C, D] HWIO,
+  `bias` [D], float32), so checkpoints map one to one. ViT's patch
+  embedding, Swin's and PVT's patch projections, and the spatial reduction
+  of PVT/MiT attention.
   """
   embed_dim: int
   patch_size: int
