@@ -142,6 +142,7 @@ class WindowAttention(nn.Module):
   drop_rate: float = 0.0
   dtype: Dtype = jnp.float32
   relative_position_bias: bool = True  # False: the paper's "no pos." ablation
+  appearance: bool = True  # False: drop QKᵀ/√d, softmax(B + mask)·V ("rel. pos. w/o app.")
 
   @nn.compact
   def __call__(self, x: jax.Array, window: int, mask: Optional[np.ndarray],
@@ -166,6 +167,8 @@ class WindowAttention(nn.Module):
     qkv = layers.Dense(3 * c, dtype=self.dtype, kernel_init=layers.dense_init, name='qkv')(x)
     qkv = qkv.reshape(bw, n, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if not self.appearance:
+      q = jnp.zeros_like(q)  # QKᵀ = 0: the scores are the bias alone
     out = kernels.dot_product_attention(q, k, v, bias=bias).reshape(bw, n, c)
     out = layers.Dense(c, dtype=self.dtype, kernel_init=layers.dense_init, name='proj')(out)
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
@@ -188,6 +191,7 @@ class SwinBlock(nn.Module):
   drop_rate: float = 0.0
   dtype: Dtype = jnp.float32
   relative_position_bias: bool = True
+  appearance: bool = True
   deterministic: bool = True
 
   @nn.compact
@@ -213,7 +217,8 @@ class SwinBlock(nn.Module):
         mask = mask * jnp.asarray(shifted, mask.dtype)
     y = window_partition(y, window)
     y = WindowAttention(self.num_heads, self.window_size, self.drop_rate, self.dtype,
-                        self.relative_position_bias, name='attn')(y, window, mask, deterministic)
+                        self.relative_position_bias, self.appearance, name='attn')(
+                            y, window, mask, deterministic)
     y = window_reverse(y, window, hp, wp)
     if shift:
       y = jnp.roll(y, (amount, amount), axis=(1, 2))
@@ -268,6 +273,8 @@ class SwinTransformer(nn.Module):
     shifted_windows: shift the windows by ⌊M/2⌋ on odd blocks (False: every
       block is W-MSA; the paper's "w/o shifting" ablation, Table 4).
     relative_position_bias: add the learned bias B to the attention scores.
+    appearance: keep the QKᵀ/√d term of the scores (False: attention from
+      the bias B alone, the paper's "rel. pos. w/o app." row).
     absolute_pos_embed: add a learned [1, H/p·W/p, C] embedding after the
       patch embedding (the paper's "abs. pos." row; trunc-normal 0.02).
   """
@@ -288,6 +295,7 @@ class SwinTransformer(nn.Module):
   shifted_windows: bool = True
   relative_position_bias: bool = True
   absolute_pos_embed: bool = False
+  appearance: bool = True
 
   @property
   def stage_dims(self) -> tuple[int, ...]:
@@ -367,7 +375,7 @@ class SwinTransformer(nn.Module):
       kwargs = dict(num_heads=heads, window_size=self.window_size, mlp_ratio=self.mlp_ratio,
                     drop_rate=self.drop_rate, dtype=self.dtype,
                     relative_position_bias=self.relative_position_bias,
-                    deterministic=deterministic)
+                    appearance=self.appearance, deterministic=deterministic)
       x = layers.apply_blocks(SwinBlock, kwargs, x, per_block, f'layers_{i}_blocks',
                               self.scan_blocks, self.remat)
       if features_only:
