@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision import kernels
 from vision import layers
 from vision.spec import ModelDef
 
@@ -149,7 +150,7 @@ class LinearClassifier(nn.Module):
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
-    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
+    return layers.float_logits(x)
 
 
 class Activation(nn.Module):
@@ -179,7 +180,7 @@ class Activation(nn.Module):
     if self.kind == 'elu':
       return nn.elu(x, alpha=1.0)
     if self.kind == 'gelu':
-      return layers.gelu(x)
+      return kernels.gelu(x)
     if self.kind == 'maxout':
       return x.reshape(*x.shape[:-1], self.pieces, -1).max(axis=-2)
     raise ValueError(f'activation={self.kind!r} is unknown; valid: {", ".join(ACTIVATIONS)}.')
@@ -229,7 +230,7 @@ class MLP(nn.Module):
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
-    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
+    return layers.float_logits(x)
 
 
 class ConvNet(nn.Module):
@@ -318,7 +319,7 @@ class ConvNet(nn.Module):
       x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=kernel_init(self.weight_init),
                  name='head')(x)
-    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
+    return layers.float_logits(x)
 
 
 MODELS = {

@@ -9,9 +9,11 @@ Given stage maps F_1…F_n (F_1 the finest, stride 4), with C the decoder width:
 so the logits live at the resolution of F_1 (H/4 × W/4 for the standard
 pyramids). The linears act per pixel (the reference code's 1×1 convolutions).
 Bilinear upsampling uses half-pixel centres without antialiasing, which is
-torch's `F.interpolate(mode='bilinear', align_corners=False)` (REFERENCE item
-10). Nothing here depends on the backbone: any list of NHWC maps whose spatial
-sizes can be upsampled to the first map's works (MiT, Swin, PVT).
+torch's `F.interpolate(mode='bilinear', align_corners=False)`
+(docs/references.md item 10; `vision.kernels.resize_bilinear`). Nothing here
+depends on the backbone: any list of NHWC maps whose spatial sizes can be
+upsampled to the first map's works (MiT, Swin, PVT). Logits are float32
+whatever the compute dtype.
 
 BatchNorm follows torch's defaults (eps 1e-5, running-average momentum 0.1,
 i.e. flax `momentum=0.9`); flax updates the running variance with the biased
@@ -27,49 +29,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision import kernels
 from vision import layers
 from vision import pvt
 
 Dtype = Any
 
 
-def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """[B, h, w, C] → [B, H, W, C], torch `interpolate(bilinear, align_corners=False)`.
-
-  Output pixel o samples the input at u = (o + ½)·n/N − ½ (clamped to the
-  edges) and interpolates linearly between its two neighbours. An integer
-  upsampling factor s = N/n (the decoder's ×2/×4/×8, the loss's ×4) makes
-  the weights periodic: o = s·q + r reads x[q−1], x[q] with weights (−d, 1+d)
-  if d = (r + ½)/s − ½ < 0, else x[q], x[q+1] with (1−d, d). That is s
-  two-tap blends of shifted copies interleaved, which XLA fuses into one
-  elementwise pass (forward and backward), ~6× faster on CPU than
-  `jax.image.resize`'s dense resampling matrices; other sizes use the latter.
-  """
-  size = (int(size[0]), int(size[1]))
-  if tuple(x.shape[1:3]) == size:
-    return x
-  if all(n_out % n_in == 0 for n_in, n_out in zip(x.shape[1:3], size)):
-    for axis, (n_in, n_out) in enumerate(zip(x.shape[1:3], size), start=1):
-      x = _upsample_axis(x, axis, n_out // n_in)
-    return x
-  return jax.image.resize(x, (x.shape[0], size[0], size[1], x.shape[-1]), 'bilinear',
-                          antialias=False)
-
-
-def _upsample_axis(x: jax.Array, axis: int, s: int) -> jax.Array:
-  """×s bilinear upsampling (align_corners=False) along `axis` (see `resize_bilinear`)."""
-  if s == 1:
-    return x
-  n = x.shape[axis]
-  take = lambda start, stop: jax.lax.slice_in_dim(x, start, stop, axis=axis)  # noqa: E731
-  prev = jnp.concatenate([take(0, 1), take(0, n - 1)], axis=axis)   # x[max(q − 1, 0)]
-  nxt = jnp.concatenate([take(1, n), take(n - 1, n)], axis=axis)    # x[min(q + 1, n − 1)]
-  phases = []
-  for r in range(s):
-    d = (r + 0.5) / s - 0.5
-    phases.append((-d) * prev + (1 + d) * x if d < 0 else (1 - d) * x + d * nxt)
-  out = jnp.stack(phases, axis=axis + 1)
-  return out.reshape(*x.shape[:axis], n * s, *x.shape[axis + 1:])
+# The decoder's upsampling, also used on logits by the segmentation experiments.
+resize_bilinear = kernels.resize_bilinear
 
 
 class AllMLPDecoder(nn.Module):
@@ -123,4 +91,4 @@ class AllMLPDecoder(nn.Module):
     logits = layers.Dense(self.num_classes, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
                           name='classifier')(y)
     chex.assert_shape(logits, (b, h, w, self.num_classes))
-    return logits
+    return layers.float_logits(logits)

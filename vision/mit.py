@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision import kernels
 from vision import layers
 from vision import pvt
 from vision.spec import ModelDef
@@ -48,8 +49,9 @@ from vision.spec import ModelDef
 Dtype = Any
 
 # The reference init of a depthwise k×k conv: N(0, 2/fan_out), fan_out = k·k
-# (per group), drawn flat (see `vision.pvt.flat_init`).
-dwconv_init = pvt.flat_init(nn.initializers.normal(stddev=float(np.sqrt(2.0 / 9.0))))
+# (per group), drawn flat on CPU (see `vision.kernels.flat_init`).
+dwconv_init = kernels.flat_init(nn.initializers.normal(stddev=float(np.sqrt(2.0 / 9.0))))
+
 
 class MixFFN(nn.Module):
   """fc1 → depthwise 3×3 conv (bias) → exact GELU → dropout → fc2 → dropout."""
@@ -64,7 +66,7 @@ class MixFFN(nn.Module):
                      name='fc1')(x)
     y = y.reshape(b, hw[0], hw[1], self.hidden_dim)
     y = layers.DepthwiseConv(3, dtype=self.dtype, kernel_init=dwconv_init, name='dwconv')(y)
-    y = layers.gelu(y.reshape(b, n, self.hidden_dim))
+    y = kernels.gelu(y.reshape(b, n, self.hidden_dim))
     y = nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
     y = layers.Dense(c, dtype=self.dtype, kernel_init=pvt.trunc_normal_init, name='fc2')(y)
     return nn.Dropout(self.drop_rate)(y, deterministic=deterministic)
@@ -92,7 +94,7 @@ class MiTBlock(nn.Module):
   def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
     det = self.deterministic
     y = pvt.layer_norm(self.norm_eps, self.dtype, 'norm1')(x)
-    y = pvt.SpatialReductionAttention(self.dim, self.num_heads, self.sr_ratio, self.qkv_bias,
+    y = pvt.SpatialReductionAttention(self.num_heads, self.sr_ratio, self.qkv_bias,
                                       self.drop_rate, self.sr_norm_eps, self.dtype,
                                       name='attn')(y, self.hw, det)
     x = x + layers.drop_path(self, y, drop_path_rate, det)
@@ -133,8 +135,7 @@ class MixTransformer(nn.Module):
     dtype: computation dtype (parameters stay float32).
     scan_blocks: run each stage's blocks as one `nn.scan` (variables
       `block{i}` with a leading [depth] axis instead of `block{i}_{j}`);
-      compile time flat in depth on GPU/TPU, slow on CPU (the blocks
-      convolve; see `layers.apply_blocks`).
+      compile time flat in depth (see `layers.apply_blocks` for CPU).
     remat: recompute block activations in the backward pass.
   """
   num_classes: int = 1000
@@ -196,11 +197,11 @@ class MixTransformer(nn.Module):
     deterministic = not train
     b = x.shape[0]
     x = x.astype(self.dtype)
-    dpr = pvt.drop_path_rates(self.drop_path_rate, self.depths)
+    dpr = layers.drop_path_rates(self.drop_path_rate, self.depths)
     features = []
     for i, depth in enumerate(self.depths):
       dim, k = self.embed_dims[i], self.patch_sizes[i]
-      tokens, hw = pvt.PatchEmbed(dim, k, self.strides[i], k // 2, self.embed_norm_eps,
+      tokens, hw = pvt.StageEmbed(dim, k, self.strides[i], k // 2, self.embed_norm_eps,
                                   self.dtype, name=f'patch_embed{i + 1}')(x)
       tokens = pvt.stage_blocks(self, MiTBlock, i, tokens, hw, dpr[i], deterministic)
       tokens = pvt.layer_norm(self.norm_eps, self.dtype, f'norm{i + 1}')(tokens)
@@ -214,7 +215,7 @@ class MixTransformer(nn.Module):
     logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=pvt.trunc_normal_init,
                       name='head')(pooled)
     chex.assert_shape(logits, (b, self.num_classes))
-    return logits
+    return layers.float_logits(logits)
 
 
 _WIDE = (64, 128, 320, 512)

@@ -39,7 +39,7 @@ bilinearly (class-token entry untouched).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Sequence, Union
 
 import chex
 import flax.linen as nn
@@ -47,42 +47,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision import kernels
 from vision import layers
 from vision.spec import ModelDef
 
 Dtype = Any
 
 
-def flat_init(init: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-  """`init` drawn as a flat vector, then reshaped (same distribution for
-  shape-independent initialisers).
-
-  With jax's partitionable threefry (the default), XLA:CPU takes many seconds
-  to compile random draws of 3-/4-D shapes (22 s for an 8×8×16×16 kernel vs
-  2 s flat); drawing flat keeps `module.init` cheap to compile.
-  """
-  def wrapped(key: jax.Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> jax.Array:
-    return init(key, (int(np.prod(shape)),), dtype).reshape(shape)
-  return wrapped
-
-
 # trunc_normal(std 0.02) as in the reference code, for every weight with >2 dims.
-trunc_normal_init = flat_init(layers.dense_init)
+trunc_normal_init = kernels.flat_init(layers.dense_init)
 
 
 def layer_norm(eps: float, dtype: Dtype, name: str) -> nn.LayerNorm:
   """torch-style LayerNorm: two-pass variance, float32 statistics."""
   return nn.LayerNorm(epsilon=eps, dtype=dtype, use_fast_variance=False, name=name)
-
-
-def drop_path_rates(rate: float, depths: Sequence[int]) -> list[list[float]]:
-  """Stochastic-depth rate per block, linspace(0, rate, Σ depths), split by stage."""
-  flat = np.linspace(0.0, rate, int(sum(depths))).tolist()
-  out, start = [], 0
-  for d in depths:
-    out.append(flat[start:start + d])
-    start += d
-  return out
 
 
 def check_stage_config(model: str, depths: Sequence[int], **per_stage: Sequence[Any]) -> None:
@@ -117,13 +95,16 @@ def stage_blocks(model: nn.Module, block_cls: type[nn.Module], i: int, tokens: j
                              model.scan_blocks, model.remat)
 
 
-class PatchEmbed(nn.Module):
-  """Image/map → tokens: Conv_{k×k, stride s, padding p} → LayerNorm.
+class StageEmbed(nn.Module):
+  """A stage's tokenizer: Conv_{k×k, stride s, padding p}(x) → LayerNorm → tokens.
 
-  PVT uses k = s (non-overlapping, p = 0); MiT overlaps (k7/s4/p3, k3/s2/p1).
+  PVT's embedding is non-overlapping (k = s, p = 0: `layers.PatchEmbed`);
+  MiT's overlaps (k7/s4/p3, k3/s2/p1: a padded strided `nn.Conv`). Both
+  store the projection as `proj` (`kernel` [k, k, C, D], `bias`) and the
+  norm as `norm`.
 
   Returns:
-    (tokens [B, H'·W', C], (H', W')).
+    (tokens [B, H'·W', D], (H', W')).
   """
   embed_dim: int
   kernel: int
@@ -134,10 +115,13 @@ class PatchEmbed(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
-    p = self.padding
-    x = nn.Conv(self.embed_dim, (self.kernel, self.kernel), strides=(self.stride, self.stride),
-                padding=((p, p), (p, p)), dtype=self.dtype, kernel_init=trunc_normal_init,
-                name='proj')(x)
+    k, s, p = self.kernel, self.stride, self.padding
+    if k == s and p == 0:
+      x = layers.PatchEmbed(self.embed_dim, k, self.dtype, kernel_init=trunc_normal_init,
+                            name='proj')(x)
+    else:
+      x = nn.Conv(self.embed_dim, (k, k), strides=(s, s), padding=((p, p), (p, p)),
+                  dtype=self.dtype, kernel_init=trunc_normal_init, name='proj')(x)
     b, h, w, c = x.shape
     x = layer_norm(self.norm_eps, self.dtype, 'norm')(x.reshape(b, h * w, c))
     return x, (h, w)
@@ -150,7 +134,6 @@ class SpatialReductionAttention(nn.Module):
   stride R followed by LayerNorm (identity when R = 1). Parameters: `q`, `kv`
   (fused, K first), `sr` + `norm` (R > 1), `proj`.
   """
-  dim: int
   num_heads: int
   sr_ratio: int = 1
   qkv_bias: bool = True
@@ -169,11 +152,11 @@ class SpatialReductionAttention(nn.Module):
     if self.sr_ratio > 1:
       r = self.sr_ratio
       kv_in = x.reshape(b, hw[0], hw[1], c)
-      kv_in = nn.Conv(c, (r, r), strides=(r, r), padding='VALID', dtype=self.dtype,
-                      kernel_init=trunc_normal_init, name='sr')(kv_in)
+      kv_in = layers.PatchEmbed(c, r, self.dtype, kernel_init=trunc_normal_init,
+                                name='sr')(kv_in)
       kv_in = layer_norm(self.sr_norm_eps, self.dtype, 'norm')(kv_in.reshape(b, -1, c))
     kv = dense(2 * c, 'kv', self.qkv_bias)(kv_in).reshape(b, -1, 2, heads, head_dim)
-    out = layers.dot_product_attention(q, kv[:, :, 0], kv[:, :, 1]).reshape(b, n, c)
+    out = kernels.dot_product_attention(q, kv[:, :, 0], kv[:, :, 1]).reshape(b, n, c)
     out = dense(c, 'proj')(out)
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
@@ -200,7 +183,7 @@ class PVTBlock(nn.Module):
   def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
     det = self.deterministic
     y = layer_norm(self.norm_eps, self.dtype, 'norm1')(x)
-    y = SpatialReductionAttention(self.dim, self.num_heads, self.sr_ratio, self.qkv_bias,
+    y = SpatialReductionAttention(self.num_heads, self.sr_ratio, self.qkv_bias,
                                   self.drop_rate, self.sr_norm_eps, self.dtype,
                                   name='attn')(y, self.hw, det)
     x = x + layers.drop_path(self, y, drop_path_rate, det)
@@ -229,8 +212,7 @@ class PVT(nn.Module):
     dtype: computation dtype (parameters stay float32).
     scan_blocks: run each stage's blocks as one `nn.scan` (variables
       `block{i}` with a leading [depth] axis instead of `block{i}_{j}`);
-      compile time flat in depth on GPU/TPU, slow on CPU (the blocks
-      convolve; see `layers.apply_blocks`).
+      compile time flat in depth (see `layers.apply_blocks` for CPU).
     remat: recompute block activations in the backward pass.
   """
   num_classes: int = 1000
@@ -292,12 +274,12 @@ class PVT(nn.Module):
     deterministic = not train
     b = x.shape[0]
     x = x.astype(self.dtype)
-    dpr = drop_path_rates(self.drop_path_rate, self.depths)
+    dpr = layers.drop_path_rates(self.drop_path_rate, self.depths)
     num_stages = len(self.depths)
     features = []
     for i in range(num_stages):
       dim = self.embed_dims[i]
-      tokens, hw = PatchEmbed(dim, self.patch_sizes[i], self.patch_sizes[i], 0,
+      tokens, hw = StageEmbed(dim, self.patch_sizes[i], self.patch_sizes[i], 0,
                               self.embed_norm_eps, self.dtype, name=f'patch_embed{i + 1}')(x)
       last = i == num_stages - 1
       n = hw[0] * hw[1] + (1 if last else 0)
@@ -321,7 +303,7 @@ class PVT(nn.Module):
     logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=trunc_normal_init,
                       name='head')(pooled)
     chex.assert_shape(logits, (b, self.num_classes))
-    return logits
+    return layers.float_logits(logits)
 
 
 _PVT_DEPTHS = {

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision import kernels
 from vision import layers
 from vision.spec import ModelDef
 
@@ -114,11 +115,6 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int) -> np.
   return np.where(diff != 0, _MASK_VALUE, 0.0).astype(np.float32)
 
 
-def drop_path_rates(depths: Sequence[int], rate: float) -> list[float]:
-  """Stochastic-depth rate of every block, linspace(0, rate, sum(depths))."""
-  return np.linspace(0.0, rate, sum(depths)).tolist()
-
-
 def window_partition(x, window: int):
   """[B, H, W, C] → [B·(H/r)·(W/r), r·r, C], windows row-major (numpy or jax)."""
   b, h, w, c = x.shape
@@ -173,83 +169,66 @@ class WindowAttention(nn.Module):
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if not self.appearance:
       q = jnp.zeros_like(q)  # QKᵀ = 0: the scores are the bias alone
-    out = layers.dot_product_attention(q, k, v, bias=bias).reshape(bw, n, c)
+    out = kernels.dot_product_attention(q, k, v, bias=bias).reshape(bw, n, c)
     out = layers.Dense(c, dtype=self.dtype, kernel_init=layers.dense_init, name='proj')(out)
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
 
-def _swin_block(m: nn.Module, x: jax.Array, shifted: Any, rate: Any,
-                deterministic: bool) -> jax.Array:
-  """The block's math inside `m`'s compact method (see `SwinBlock`).
-
-  `shifted` and `rate` are Python values (static roll) or traced scalars
-  (one entry of a scanned stage: the roll is dynamic and the mask is
-  multiplied by the flag, so shifted and plain blocks share one body).
-  """
-  b, h, w, c = x.shape
-  window, shift = window_and_shift((h, w), m.window_size)
-  static = isinstance(shifted, (bool, int))
-  if static and not shifted:
-    shift = 0
-  pad_h, pad_w = (-h) % window, (-w) % window
-
-  y = nn.LayerNorm(_LN_EPS, dtype=m.dtype, name='norm1')(x)
-  y = jnp.pad(y, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-  hp, wp = h + pad_h, w + pad_w
-  mask = None
-  if shift:
-    amount = shift if static else shift * jnp.asarray(shifted, jnp.int32)
-    y = jnp.roll(y, (-amount, -amount), axis=(1, 2))
-    mask = jnp.asarray(shifted_window_mask(hp, wp, window, shift))
-    if not static:
-      mask = mask * jnp.asarray(shifted, mask.dtype)
-  y = window_partition(y, window)
-  y = WindowAttention(m.num_heads, m.window_size, m.drop_rate, m.dtype,
-                      m.relative_position_bias, m.appearance, name='attn')(
-                          y, window, mask, deterministic)
-  y = window_reverse(y, window, hp, wp)
-  if shift:
-    y = jnp.roll(y, (amount, amount), axis=(1, 2))
-  y = y[:, :h, :w]
-  x = x + layers.drop_path(m, y, rate, deterministic)
-
-  y = nn.LayerNorm(_LN_EPS, dtype=m.dtype, name='norm2')(x)
-  y = layers.Mlp(int(c * m.mlp_ratio), drop_rate=m.drop_rate, dtype=m.dtype,
-                 name='mlp')(y, deterministic)
-  return x + layers.drop_path(m, y, rate, deterministic)
-
-
 class SwinBlock(nn.Module):
-  """One Swin block: (S)W-MSA and MLP, each pre-norm with a residual."""
+  """One Swin block: (S)W-MSA and MLP, each pre-norm with a residual.
+
+  Called as `(x, (rate, shifted)) -> (x', None)` on [B, H, W, C] maps so a
+  stage runs through `layers.apply_blocks`: `rate` is the block's
+  drop-path rate and `shifted` whether it is an SW-MSA block. Both are
+  Python values in an unrolled stage (a static roll; W-MSA blocks skip the
+  roll and the mask) or traced scalars (float32, bool) in a scanned stage,
+  where the roll is dynamic and the mask is multiplied by the flag, so
+  shifted and plain blocks share one body.
+  """
   num_heads: int
   window_size: int
-  shifted: bool
   mlp_ratio: float = 4.0
   drop_rate: float = 0.0
-  drop_path: float = 0.0
   dtype: Dtype = jnp.float32
   relative_position_bias: bool = True
   appearance: bool = True
-
-  @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-    """x: [B, H, W, C] → [B, H, W, C]."""
-    return _swin_block(self, x, self.shifted, self.drop_path, deterministic)
-
-
-class ScannedSwinBlock(SwinBlock):
-  """`SwinBlock` in `layers.apply_blocks` form: `(x, (rate, shifted)) -> (x, None)`.
-
-  A stage scans one body over its blocks; per block it receives the
-  stochastic-depth rate and the shift flag (1.0 on odd blocks) as traced
-  values, so the variables are those of `SwinBlock` with a leading [depth] axis.
-  """
-  shifted: bool = False  # unused: the flag comes per block
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x: jax.Array, per_block: jax.Array) -> tuple[jax.Array, None]:
-    return _swin_block(self, x, per_block[1] > 0.5, per_block[0], self.deterministic), None
+  def __call__(self, x: jax.Array, per_block: tuple[Any, Any]) -> tuple[jax.Array, None]:
+    rate, shifted = per_block
+    deterministic = self.deterministic
+    b, h, w, c = x.shape
+    window, shift = window_and_shift((h, w), self.window_size)
+    static = isinstance(shifted, (bool, np.bool_))
+    if static and not shifted:
+      shift = 0
+    pad_h, pad_w = (-h) % window, (-w) % window
+
+    y = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm1')(x)
+    y = jnp.pad(y, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    hp, wp = h + pad_h, w + pad_w
+    mask = None
+    if shift:
+      amount = shift if static else shift * jnp.asarray(shifted, jnp.int32)
+      y = jnp.roll(y, (-amount, -amount), axis=(1, 2))
+      mask = jnp.asarray(shifted_window_mask(hp, wp, window, shift))
+      if not static:
+        mask = mask * jnp.asarray(shifted, mask.dtype)
+    y = window_partition(y, window)
+    y = WindowAttention(self.num_heads, self.window_size, self.drop_rate, self.dtype,
+                        self.relative_position_bias, self.appearance, name='attn')(
+                            y, window, mask, deterministic)
+    y = window_reverse(y, window, hp, wp)
+    if shift:
+      y = jnp.roll(y, (amount, amount), axis=(1, 2))
+    y = y[:, :h, :w]
+    x = x + layers.drop_path(self, y, rate, deterministic)
+
+    y = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm2')(x)
+    y = layers.Mlp(int(c * self.mlp_ratio), drop_rate=self.drop_rate, dtype=self.dtype,
+                   name='mlp')(y, deterministic)
+    return x + layers.drop_path(self, y, rate, deterministic), None
 
 
 class PatchMerging(nn.Module):
@@ -287,8 +266,8 @@ class SwinTransformer(nn.Module):
     mlp_ratio: MLP hidden width / block width.
     remat: recompute each block's activations in the backward pass
       (`nn.remat`), trading compute for memory.
-    scan_blocks: run each stage's blocks as one `nn.scan` (`ScannedSwinBlock`;
-      variables `layers_{i}_blocks` with a leading [depth] axis instead of
+    scan_blocks: run each stage's blocks as one `nn.scan` (variables
+      `layers_{i}_blocks` with a leading [depth] axis instead of
       `layers_{i}_blocks_{j}`; compile time flat in depth, e.g. Swin-L's
       18-block stage). Same outputs as unrolled.
     shifted_windows: shift the windows by ⌊M/2⌋ on odd blocks (False: every
@@ -380,9 +359,8 @@ class SwinTransformer(nn.Module):
     layers.check_image_shape(x, self.img_size, self.in_chans, 'Swin')
     deterministic = not train
     x = x.astype(self.dtype)
-    p = self.patch_size
-    x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding='VALID', dtype=self.dtype,
-                kernel_init=layers.dense_init, name='patch_embed_proj')(x)
+    x = layers.PatchEmbed(self.embed_dim, self.patch_size, self.dtype,
+                          kernel_init=layers.dense_init, name='patch_embed_proj')(x)
     x = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='patch_embed_norm')(x)
     if self.absolute_pos_embed:
       _, gh, gw, c = x.shape
@@ -390,30 +368,16 @@ class SwinTransformer(nn.Module):
       x = x + pos.reshape(1, gh, gw, c).astype(x.dtype)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
-    rates = drop_path_rates(self.depths, self.drop_path_rate)
-    block_cls = SwinBlock
-    if self.remat:
-      block_cls = nn.remat(SwinBlock, static_argnums=(2,))
+    rates = layers.drop_path_rates(self.drop_path_rate, self.depths)
     features = []
-    index = 0
-    for i, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):
-      if self.scan_blocks:
-        per_block = [(rates[index + j], float(self.shifted_windows and j % 2 == 1))
-                     for j in range(depth)]
-        kwargs = dict(num_heads=heads, window_size=self.window_size, mlp_ratio=self.mlp_ratio,
-                      drop_rate=self.drop_rate, dtype=self.dtype,
-                      relative_position_bias=self.relative_position_bias,
-                      appearance=self.appearance, deterministic=deterministic)
-        x = layers.apply_blocks(ScannedSwinBlock, kwargs, x, per_block, f'layers_{i}_blocks',
-                                scan=True, remat=self.remat)
-      else:
-        for j in range(depth):
-          x = block_cls(heads, self.window_size, shifted=self.shifted_windows and j % 2 == 1,
-                        mlp_ratio=self.mlp_ratio, drop_rate=self.drop_rate,
-                        drop_path=rates[index + j], dtype=self.dtype,
-                        relative_position_bias=self.relative_position_bias,
-                        appearance=self.appearance, name=f'layers_{i}_blocks_{j}')(x, deterministic)
-      index += depth
+    for i, heads in enumerate(self.num_heads):
+      per_block = [(rate, self.shifted_windows and j % 2 == 1) for j, rate in enumerate(rates[i])]
+      kwargs = dict(num_heads=heads, window_size=self.window_size, mlp_ratio=self.mlp_ratio,
+                    drop_rate=self.drop_rate, dtype=self.dtype,
+                    relative_position_bias=self.relative_position_bias,
+                    appearance=self.appearance, deterministic=deterministic)
+      x = layers.apply_blocks(SwinBlock, kwargs, x, per_block, f'layers_{i}_blocks',
+                              self.scan_blocks, self.remat)
       if features_only:
         features.append(nn.LayerNorm(_LN_EPS, dtype=self.dtype, name=f'feature_norms_{i}')(x))
       if i < len(self.depths) - 1:
@@ -426,8 +390,8 @@ class SwinTransformer(nn.Module):
     x = nn.LayerNorm(_LN_EPS, dtype=self.dtype, name='norm')(x)
     x = jnp.mean(x, axis=(1, 2))
     if self.num_classes:
-      x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.dense_init,
-                   name='head')(x)
+      x = layers.float_logits(nn.Dense(self.num_classes, dtype=self.dtype,
+                                       kernel_init=layers.dense_init, name='head')(x))
     return x
 
 

@@ -14,9 +14,8 @@ MSA(z) = [head₁; …; head_h] W_o with head_j = softmax(Q_j K_jᵀ/√d) V_j a
 [Q, K, V] = z W_qkv (one fused projection, d = D/h); MLP = fc2(GELU(fc1(z)))
 with width 4D and exact erf GELU; LayerNorm ε = `norm_eps` (1e-6 as in the
 paper's code and timm; HuggingFace's ViT uses 1e-12, which loading an
-HF-named checkpoint sets). Stochastic depth
-(Huang et al. 2016) drops each residual branch with rate linear in ℓ from 0
-to `drop_path_rate`.
+HF-named checkpoint sets). Stochastic depth (Huang et al. 2016) drops each
+residual branch with rate linear in ℓ from 0 to `drop_path_rate`.
 
 `pos_embed='sinusoidal'` replaces the learned E_pos by the fixed 2-D sin-cos
 encoding of MAE (He et al. 2022; `sincos_pos_embed_2d`): the sinusoids of
@@ -43,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision import kernels
 from vision import layers
 from vision import resnetv2
 from vision.spec import ModelDef
@@ -67,30 +67,6 @@ def sincos_pos_embed_2d(dim: int, grid: tuple[int, int]) -> np.ndarray:
   return np.concatenate([np.zeros((1, dim)), table]).astype(np.float32)
 
 
-class PatchEmbed(nn.Module):
-  """Non-overlapping P×P patches → D, a stride-P conv written as one matmul.
-
-  The kernel is stored like `nn.Conv`'s ([P, P, C, D], HWIO) so checkpoints map
-  one to one; the image is reshaped to [B, H/P, W/P, P·P·C] and multiplied,
-  which XLA's CPU backend runs faster than a strided convolution.
-  """
-  embed_dim: int
-  patch_size: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, h, w, c = x.shape
-    p = self.patch_size
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (p, p, c, self.embed_dim),
-                        jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (self.embed_dim,), jnp.float32)
-    x = x.astype(self.dtype).reshape(b, h // p, p, w // p, p, c)
-    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, (h // p) * (w // p), p * p * c)
-    return x @ kernel.reshape(p * p * c, self.embed_dim).astype(self.dtype) + bias.astype(
-        self.dtype)
-
-
 class Attention(nn.Module):
   """Multi-head self-attention with a fused qkv projection."""
   num_heads: int
@@ -104,7 +80,7 @@ class Attention(nn.Module):
     qkv = layers.Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype,
                        kernel_init=layers.dense_init, name='qkv')(x)
     qkv = qkv.reshape(b, t, 3, self.num_heads, d // self.num_heads)
-    out = layers.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    out = kernels.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
     out = layers.Dense(d, dtype=self.dtype, kernel_init=layers.dense_init,
                        name='proj')(out.reshape(b, t, d))
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
@@ -223,8 +199,10 @@ class VisionTransformer(nn.Module):
     x = images.astype(self.dtype)
     if self.hybrid_depths:
       x = resnetv2.ResNetV2(tuple(self.hybrid_depths), dtype=self.dtype, name='stem')(x)
-    x = PatchEmbed(self.embed_dim, self.patch_size, self.dtype, name='patch_embed')(x)
-    b, n, d = x.shape
+    x = layers.PatchEmbed(self.embed_dim, self.patch_size, self.dtype, name='patch_embed')(x)
+    b, gh, gw, d = x.shape
+    n = gh * gw
+    x = x.reshape(b, n, d)
     cls = self.param('cls_token', nn.initializers.normal(1e-6), (1, 1, d), jnp.float32)
     if self.pos_embed == 'sinusoidal':
       pos = jnp.asarray(sincos_pos_embed_2d(d, self.grid_size()))[None]
@@ -234,7 +212,7 @@ class VisionTransformer(nn.Module):
     x = x + pos.astype(x.dtype)
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
 
-    rates = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
+    [rates] = layers.drop_path_rates(self.drop_path_rate, (self.depth,))
     kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
                   drop_rate=self.drop_rate, deterministic=not train, dtype=self.dtype,
                   norm_eps=self.norm_eps)
@@ -251,7 +229,7 @@ class VisionTransformer(nn.Module):
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.dense_init,
                  name='head')(x)
     chex.assert_shape(x, (images.shape[0], self.num_classes))
-    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # f32 logits, f64 kept
+    return layers.float_logits(x)
 
 
 def _vit(patch: int, dim: int, depth: int, heads: int) -> ModelDef:

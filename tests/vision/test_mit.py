@@ -137,9 +137,10 @@ def test_param_count(name):
   assert vision.param_count(shapes) == EXPECTED_PARAMS[name]
 
 
-def test_hf_parity_small_any_size(small_hf, small_loaded):
-  _, _, _, out = small_hf
-  module, _, logits, _ = small_loaded
+def test_hf_parity_small_any_size(small_hf, small_loaded, kernel_mode):
+  _, _, x, out = small_hf
+  module, variables, _, _ = small_loaded
+  logits = jax.jit(lambda v, x: module.apply(v, x))(variables, x)
   assert module.num_classes == SMALL_CLASSES and logits.shape == (2, SMALL_CLASSES)
   ref = out.logits.numpy()
   assert np.abs(ref).max() > 1.0

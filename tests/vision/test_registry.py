@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import pathlib
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 import vision
@@ -92,3 +94,37 @@ def test_overrides_reach_the_module():
 def test_validate_runs_inside_create_model():
   with pytest.raises(ValueError, match='does not tile'):
     vision.create_model('convnet', img_size=9)
+
+
+# One small configuration per family (the registered names' own defaults otherwise).
+_SMALL = {
+    'baseline': ('mlp', {}),
+    'vit': ('vit_tiny_patch16_224', dict(embed_dim=16, depth=1, num_heads=2, img_size=32)),
+    'vit_hybrid': ('vit_base_r50_s16_224', dict(embed_dim=16, depth=1, num_heads=2, img_size=32,
+                                                hybrid_depths=(1, 1, 1))),
+    'swin': ('swin_tiny_patch4_window7_224', dict(embed_dim=8, depths=(1, 1), num_heads=(1, 1),
+                                                  window_size=4, img_size=32)),
+    'pvt': ('pvt_tiny', dict(embed_dims=(8, 8, 8, 8), depths=(1, 1, 1, 1),
+                             num_heads=(1, 1, 1, 1), img_size=64)),
+    'mit': ('mit_b0', dict(embed_dims=(8, 8, 8, 8), depths=(1, 1, 1, 1),
+                           num_heads=(1, 1, 1, 1), img_size=64)),
+    'segformer': ('segformer_b0', dict(embed_dims=(8, 8, 8, 8), depths=(1, 1, 1, 1),
+                                       num_heads=(1, 1, 1, 1), img_size=64, decoder_dim=8)),
+}
+
+
+def test_every_family_has_a_small_configuration():
+  families = {vision.get_model_def(n).family for n in vision.list_models()}
+  assert families == set(_SMALL)
+
+
+@pytest.mark.parametrize('family', sorted(_SMALL))
+def test_bfloat16_compute_returns_float32_logits(family):
+  name, overrides = _SMALL[family]
+  module = vision.create_model(name, dtype=jnp.bfloat16, **overrides)
+  size = module.img_size if isinstance(module.img_size, int) else module.img_size[0]
+  x = jax.ShapeDtypeStruct((2, size, size, module.in_chans), jnp.float32)
+  shapes = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
+  assert {p.dtype for p in jax.tree.leaves(shapes['params'])} == {jnp.dtype(jnp.float32)}
+  logits = jax.eval_shape(lambda v, x: module.apply(v, x), shapes, x)
+  assert logits.dtype == jnp.float32

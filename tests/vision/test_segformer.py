@@ -23,7 +23,6 @@ from tests.vision.test_pvt import images
 from tests.vision.test_pvt import nchw
 from tests.vision.test_pvt import randomize
 from tests.vision.test_pvt import state_dict
-from vision import decoders
 from vision import segformer
 from vision.weights import segformer as seg_weights
 
@@ -79,7 +78,7 @@ def test_param_count(name):
   assert vision.get_model_def(name).task == 'segmentation'
 
 
-def test_hf_parity_small_with_batchnorm_stats(small_hf):
+def test_hf_parity_small_with_batchnorm_stats(small_hf, kernel_mode):
   tensors, path, x, ref = small_hf
   module, variables = vision.load_pretrained('segformer_b0', path, **SMALL,
                                              **seg_weights.HF_OVERRIDES)
@@ -157,29 +156,6 @@ def test_misfit_checkpoints(small_hf):
   assert 'decode_head' in str(err.value)
   with pytest.raises(ValueError, match='backbone'):
     vision.load_pretrained('segformer_b0', path, **SMALL, backbone='pvt_tiny')
-
-
-def test_resize_bilinear_matches_torch_interpolate():
-  # Integer factors (the elementwise path: ×4, ×2, ×8/×3, ×1/×5) and others (jax.image.resize).
-  cases = [((3, 4), (12, 16)), ((2, 2), (4, 4)), ((2, 5), (16, 15)), ((4, 3), (4, 15)),
-           ((5, 3), (16, 12)), ((7, 7), (16, 9))]
-  rng = np.random.RandomState(0)
-  xs = [rng.randn(2, *src, 3).astype(np.float32) for src, _ in cases]
-  got = jax.jit(lambda xs: [decoders.resize_bilinear(x, dst) for x, (_, dst) in zip(xs, cases)])(xs)
-  for x, g, (_, dst) in zip(xs, got, cases):
-    ref = torch.nn.functional.interpolate(nchw(x), size=dst, mode='bilinear',
-                                          align_corners=False).numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(np.asarray(g), ref, atol=1e-6, rtol=0)
-
-
-def test_integer_upsampling_gradient_matches_torch():
-  x = np.random.RandomState(1).randn(2, 5, 3, 4).astype(np.float32)
-  w = np.random.RandomState(2).randn(2, 20, 12, 4).astype(np.float32)
-  gx = jax.jit(jax.grad(lambda x: jnp.sum(decoders.resize_bilinear(x, (20, 12)) * w)))(x)
-  xt = nchw(x).requires_grad_(True)
-  up = torch.nn.functional.interpolate(xt, size=(20, 12), mode='bilinear', align_corners=False)
-  (up * nchw(w)).sum().backward()
-  np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-5)
 
 
 def test_decoder_on_swin_and_pvt_pyramids():

@@ -168,7 +168,7 @@ def test_scan_blocks_keeps_the_count_and_stacks_params():
 # ---------------------------------------------------------------- HF parity
 
 
-def test_hf_parity_small(small_vit):
+def test_hf_parity_small(small_vit, kernel_mode):
   module, variables = vision.load_pretrained('vit_tiny_patch16_224', small_vit['path'], **SMALL)
   assert module.num_classes == 5  # taken from the checkpoint
   logits = _forward(module, variables, small_vit['x'])
@@ -346,7 +346,7 @@ def test_resnetv2_stem_matches_bitmodel_features(hybrid):
                              atol=TOL, rtol=0)
 
 
-def test_hybrid_parity_hf_naming(hybrid):
+def test_hybrid_parity_hf_naming(hybrid, kernel_mode):
   module, variables = vision.load_pretrained('vit_base_r50_s16_224', hybrid['path'], **HYBRID_SMALL)
   np.testing.assert_allclose(_forward(module, variables, hybrid['x']), hybrid['logits'],
                              atol=TOL, rtol=0)
