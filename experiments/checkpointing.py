@@ -51,11 +51,13 @@ def checksums(state: Any) -> dict[str, int]:
 class Checkpointer:
   """Saves and restores host (numpy) copies of the train state."""
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False,
+               subdir: str = CHECKPOINT_DIR):
+    """`subdir`: where the steps go inside `workdir` (the best weights: 'checkpoints/best')."""
     if keep < 1:
       raise ValueError(f'keep_checkpoints={keep!r}; must be ≥ 1')
     self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+    self.directory = os.path.join(self.workdir, subdir)
     self._keep = keep
     self._async = async_save
     self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
@@ -184,6 +186,11 @@ class Checkpointer:
     shutil.move(self.path(step), dest)
     self._manager = self._open()
     return dest
+
+  def delete(self, step: int) -> None:
+    """Removes checkpoint `step`."""
+    self._finish_pending()
+    self._manager.delete(step)
 
   def close(self) -> None:
     """Waits for pending saves, then releases orbax's resources."""

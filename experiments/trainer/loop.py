@@ -7,6 +7,9 @@ In the order a run goes through: checkpoint (restore the latest), input,
 update and evals pmap'd once over the local devices (axis `AXIS`, state
 donated), then per step: log, evaluate, checkpoint. Non-finite steps are
 detected one step late (a cheap sync) and stop the run with `NonFiniteError`.
+Evals cover the raw weights ('val/*') and any EMA/Polyak average ('val_ema/*',
+'val_polyak/*'); with `early_stopping.metric` set the run stops when the
+metric stalls and keeps its best state in checkpoints/best (trainer/stopping.py).
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ import jax
 from experiments import checkpointing
 from experiments import data as data_lib
 from experiments import metrics as metrics_lib
-from experiments.trainer.evaluation import evaluate
+from experiments.trainer import stopping
+from experiments.trainer.evaluation import evaluate_averages
 from experiments.trainer.evaluation import pmap_eval_step
 from experiments.trainer.setup import init_state
 from experiments.trainer.state import AXIS
@@ -51,6 +55,8 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
   if start_step:
     state = ckpt.restore(start_step, state)
   last_good = ckpt.path(start_step) if start_step else None
+  keeper = stopping.keeper_of(setup, workdir, start_step, ckpt)
+  end_step = start_step if keeper is not None and keeper.stopped else setup.total_steps
 
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer, resume_step=start_step)
   kwargs = {} if progress_stream is None else {'stream': progress_stream}
@@ -89,7 +95,7 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
                            f'{os.path.join(workdir, metrics_lib.METRICS_FILE)}')
 
   try:
-    for step in range(start_step + 1, setup.total_steps + 1):
+    for step in range(start_step + 1, end_step + 1):
       batch = next(train_iter)
       state, m = p_train_step(state, batch, rngs)
       if pending is not None:
@@ -115,22 +121,38 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
         record['epoch'] = step * setup.global_batch / setup.info.num_train
         last_logged_train = step
       progress.pause()
+      stop = False
       if do_eval:
-        record.update(evaluate(p_eval_step, state.params, state.model_state, eval_batches,
-                               setup.task, setup.devices))
+        record.update(evaluate_averages(p_eval_step, state.params, state.opt_state,
+                                        state.model_state, eval_batches, setup.task,
+                                        setup.devices))
+        if keeper is not None:
+          stop = keeper.update(step, record, lambda: unreplicate(state))
+          record.update(keeper.record())
+          do_ckpt = do_ckpt or stop  # a stopped run resumes as finished
       if do_ckpt:
         ckpt.save(step, unreplicate(state))
         last_good = ckpt.path(step)
+        if keeper is not None:
+          keeper.save_state(last_good)
       if record:
         writer.write(step, record)
         progress.show(step, record)
       progress.resume()
+      if stop:
+        best = keeper.summary()
+        progress.message(f'Early stopping at step {step}: {best["metric"]} has not improved '
+                         f'for {keeper.rule.patience} evaluations; best {best["best"]} at step '
+                         f'{best["best_step"]} ({best["checkpoint"]}).')
+        break
     if pending is not None:
       check(*pending)
   finally:
     train_iter.close()  # stops and joins the prefetch thread before exit
     writer.close()
     ckpt.close()
+    if keeper is not None:
+      keeper.close()
 
   if not record:  # resumed a finished run: report its last record
     logged = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))
