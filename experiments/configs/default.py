@@ -55,7 +55,8 @@ overrides any of them):
                     linear warmup from 0; other schedule.* keys (end_value, boundaries,
                     factor, rate, power) are passed to it.
   grad_clip_norm    clip gradients to this global norm (None: off).
-  loss              'softmax_xent' | 'hinge' (multiclass SVM) | 'l2'.
+  loss              'softmax_xent' | 'sigmoid_xent' | 'kl' | 'hinge' (multiclass SVM) | 'l2'
+                    (experiments/losses.py); soft (mixed) targets need all but hinge.
   label_smoothing   ε of the smoothed targets (softmax_xent, l2).
   reg.kind          'none' | 'l2' (Σ W²) | 'l1' (Σ |W|) | 'elastic_net' (Σ β W² + |W|):
                     objective = data loss + λ R(W) (optim.regularizers).
@@ -73,9 +74,21 @@ overrides any of them):
   keep_checkpoints  checkpoints kept (the last k).
   prefetch          batches transferred to the devices ahead of the step.
   distributed       call jax.distributed.initialize() (multi-host).
+  mixup.*           Mixup/CutMix in the train step (experiments/mixing.py, timm's Mixup):
+                    mixup_alpha, cutmix_alpha (0: off), prob, switch_prob, mode
+                    ('batch' | 'pair' | 'elem'), correct_lam; label_smoothing is folded
+                    into the mixed targets. Needs an even batch_size.
+  ema.*             EMA of the weights (ema.decay; None: off; warmup, warmup_gamma,
+                    warmup_power, min_decay, update_after_step), evaluated as val_ema/*.
+  polyak.start_step uniform average of the iterates from this step (None: off),
+                    evaluated as val_polyak/* (experiments/weight_averaging.py).
+  early_stopping.*  metric (an eval metric such as 'val/accuracy'; None: off), mode
+                    ('min' | 'max'), patience (evaluations), min_delta: stops the run,
+                    keeps the best train state in checkpoints/best/<step>/ and writes
+                    best.json (experiments/trainer/stopping.py).
 
 Workdir: config.json, metrics.jsonl, events.out.tfevents.*, checkpoints/<step>/,
-curves.png.
+curves.png; with early stopping also checkpoints/best/<step>/ and best.json.
 """
 from __future__ import annotations
 

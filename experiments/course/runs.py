@@ -44,3 +44,10 @@ def train_records(label: str, config: ml_collections.ConfigDict, workdir: str) -
   except train.NonFiniteError as e:
     diverged = str(e)
   return Run(label, metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE)), diverged)
+
+
+def workdir(out: str, experiment: str, label: str, quick: bool) -> str:
+  """OUT/runs[_quick]/<experiment>/<label>: quick and full runs keep separate
+  workdirs, so rerunning either resumes (and returns) its own records."""
+  return os.path.join(out, 'runs_quick' if quick else 'runs', experiment,
+                      label.replace(' ', '_').replace('/', '_'))
