@@ -5,25 +5,26 @@ r"""Regularization on small data: a regularized recipe beats the plain one (deck
 
 Task: the first 20% of the digits training split (`data.train_split=
 'train[:20%]'`, 287 examples, about 29 per class), validated on the 360
-held-out test digits. Model: the digits ConvNet of digits_baselines.py
-([(CONV3×3-ReLU)×2 − MAXPOOL]×2 with 16, 32 filters − FC128 − FC) on the
-digits upsampled to 16×16, AdamW with a cosine schedule, batch 64, the same
-number of steps for both recipes, through the trainer.
+held-out test digits. Model: a 2-layer MLP (256 ReLU hidden units) on the
+digits upsampled bilinearly to 32×32, AdamW with warmup and cosine decay,
+batch 64, the same steps for both recipes, through the trainer.
 
-* plain: no augmentation, no weight decay, no label smoothing, no dropout;
-* regularized: the same, plus the regularizers of the deck, as trainer
-  switches — data augmentation (`data.augment='shift'`: random shifts of up
-  to one original pixel, the 16×16 images zero-padded by 2), Mixup
-  (`mixup.mixup_alpha`, Zhang et al. 2018: x̃ = λx_i + (1-λ)x_j, the targets
-  mixed the same way, λ ~ Beta(α, α)), label smoothing ε (Szegedy et al.
-  2016), decoupled weight decay (AdamW, Loshchilov & Hutter 2019) and
-  dropout before the classifier (Srivastava et al. 2014).
+* plain: no augmentation, no weight decay, no label smoothing;
+* regularized: the same plus, as trainer switches, random shifts
+  (`data.augment='shift'`: zero-pad 4, random 32×32 crop, i.e. shifts of
+  up to one original pixel), Mixup (`mixup.mixup_alpha=0.2`, Zhang et al.
+  2018: x̃ = λx_i + (1-λ)x_j with the targets mixed alike, λ ~ Beta(α, α)),
+  label smoothing ε = 0.1 (Szegedy et al. 2016) and decoupled weight decay
+  0.05 (AdamW, Loshchilov & Hutter 2019).
 
-Claim: the mean final validation accuracy over the seeds (≥ 3) of the
-regularized recipe is higher than the plain recipe's, by more than the
-plain recipe's seed-to-seed standard deviation. The plot shows both
-recipes' validation-accuracy curves (mean ± std over the seeds) and the
-training loss.
+An MLP has no built-in translation invariance, so the shifts teach it one
+the 287 examples cannot; on this net dropout 0.3, weight decay and label
+smoothing without the shifts did not help (measured: within ±0.01 of plain).
+
+Claim: the regularized recipe's mean final validation accuracy over the
+seeds (≥ 3) exceeds the plain recipe's by more than the plain recipe's
+seed-to-seed standard deviation. The plot shows both recipes' validation
+accuracy (mean ± std over the seeds) and the training loss per seed.
 """
 from __future__ import annotations
 
@@ -50,11 +51,10 @@ def config(recipe: str, seed: int, steps: int) -> ml_collections.ConfigDict:
   c = common.base_config()
   c.seed = seed
   c.data.name = 'digits'
-  c.data.image_size = 16
+  c.data.image_size = 32
   c.data.train_split = TRAIN_SPLIT
-  c.model.name = 'convnet'
-  c.model.overrides = ml_collections.ConfigDict(dict(
-      channels=(16, 32), convs_per_block=2, fc_widths=(128,)))
+  c.model.name = 'mlp'
+  c.model.overrides = ml_collections.ConfigDict(dict(depth=1, width=256, activation='relu'))
   c.batch_size = 64
   c.total_steps = steps
   c.optimizer = ml_collections.ConfigDict(dict(name='adamw', learning_rate=2e-3,
@@ -68,12 +68,12 @@ def config(recipe: str, seed: int, steps: int) -> ml_collections.ConfigDict:
     c.mixup.mixup_alpha = 0.2
     c.label_smoothing = 0.1
     c.optimizer.weight_decay = 0.05
-    c.model.overrides.drop_rate = 0.2
   return c
 
 
-def run(out: str, quick: bool = False, seeds: int = 3) -> dict[str, Claim]:
-  steps = 300 if quick else 800
+def run(out: str, quick: bool = False, seeds: int | None = None) -> dict[str, Claim]:
+  steps = 450 if quick else 900
+  seeds = seeds or (3 if quick else 5)
   results = {recipe: [runs_lib.train_records(
       f'{recipe} seed {s}', config(recipe, s, steps),
       runs_lib.workdir(out, 'regularization', f'{recipe}_seed{s}', quick))
@@ -84,9 +84,10 @@ def run(out: str, quick: bool = False, seeds: int = 3) -> dict[str, Claim]:
   plain, reg = final['plain'], final['regularized']
   gap = float(reg.mean() - plain.mean())
   return {
-      f'regularized − plain mean val accuracy ({seeds} seeds; plain '
-      f'{plain.mean():.4f} ± {plain.std():.4f}, regularized {reg.mean():.4f} ± '
-      f'{reg.std():.4f})': greater(gap, float(plain.std()), ' (plain recipe\'s seed std)'),
+      f'regularized − plain mean final val accuracy ({seeds} seeds)': greater(
+          gap, float(plain.std()),
+          f' = plain seed std (plain {plain.mean():.4f} ± {plain.std():.4f}, '
+          f'regularized {reg.mean():.4f} ± {reg.std():.4f})'),
   }
 
 
@@ -103,7 +104,7 @@ def plot(results: dict[str, list[runs_lib.Run]], path: str) -> None:
       axes[0][1].plot(lx, ly, color=line.get_color(), lw=0.8, alpha=0.7,
                       label=recipe if i == 0 else None)
   axes[0][0].set_ylabel('validation accuracy (360 test digits)')
-  axes[0][0].set_title(f'ConvNet on {TRAIN_SPLIT} of digits ({len(rs)} seeds, ±1 std)')
+  axes[0][0].set_title(f'MLP on {TRAIN_SPLIT} of digits ({len(rs)} seeds, ±1 std)')
   axes[0][1].set_ylabel('training loss (on mixed targets when mixing)')
   axes[0][1].set_yscale('log')
   axes[0][1].set_title('training loss per seed')

@@ -60,11 +60,12 @@ def test_label_smoothing_is_folded_in_once(tmp_path):
     np.testing.assert_allclose(curve(unmixed, key), curve(plain, key), atol=1e-6, err_msg=key)
 
 
-def test_mixing_trains_in_bfloat16(tmp_path):
-  records = run(tiny_config(total_steps=4, eval_every=4, checkpoint_every=0, dtype='bfloat16',
-                            accum_steps=2, **MIX), tmp_path / 'bf16')
-  assert np.all(np.isfinite(curve(records, 'train/loss')))
-  assert curve(records, 'val/accuracy')[-1] > 0.2
+def test_mixing_in_bfloat16_follows_float32(tmp_path):
+  """bf16 compute with mixing and accumulation: the same mixed losses to bf16 precision."""
+  base = dict(total_steps=4, eval_every=4, checkpoint_every=0, accum_steps=2, **MIX)
+  bf16 = run(tiny_config(dtype='bfloat16', **base), tmp_path / 'bf16')
+  f32 = run(tiny_config(**base), tmp_path / 'f32')
+  np.testing.assert_allclose(curve(bf16, 'train/loss'), curve(f32, 'train/loss'), rtol=3e-2)
 
 
 @pytest.mark.parametrize('key, value, match', [
@@ -120,8 +121,9 @@ def test_ema_and_polyak_are_evaluated_and_resume_bit_exact(tmp_path):
 def _stopping_config(**overrides):
   # min_delta 10: only the first evaluation improves, so the run stops after `patience` more.
   es = {'early_stopping.metric': 'val/loss', 'early_stopping.mode': 'min',
-        'early_stopping.patience': 2, 'early_stopping.min_delta': 10.0}
-  return tiny_config(eval_every=2, checkpoint_every=3, keep_checkpoints=1, **es, **overrides)
+        'early_stopping.patience': 2, 'early_stopping.min_delta': 10.0,
+        'eval_every': 2, 'checkpoint_every': 3, 'keep_checkpoints': 1}
+  return tiny_config(**{**es, **overrides})
 
 
 def test_early_stopping_stops_keeps_best_and_records_it(tmp_path):
