@@ -18,8 +18,13 @@ batch 64, the same steps for both recipes, through the trainer.
   0.05 (AdamW, Loshchilov & Hutter 2019).
 
 An MLP has no built-in translation invariance, so the shifts teach it one
-the 287 examples cannot; on this net dropout 0.3, weight decay and label
-smoothing without the shifts did not help (measured: within ±0.01 of plain).
+the 287 examples cannot; without the shifts (the same MLP on the 8×8
+digits), dropout 0.3, weight decay and label smoothing, with or without
+Mixup, stayed within ±0.01 of plain (measured, 2 seeds).
+
+Result (quick mode: 3 seeds × 450 steps, final val accuracy, mean ± std):
+plain 0.8907 ± 0.0013 (it memorizes the 287 digits: training loss ~1e-3),
+regularized 0.9093 ± 0.0073.
 
 Claim: the regularized recipe's mean final validation accuracy over the
 seeds (≥ 3) exceeds the plain recipe's by more than the plain recipe's
