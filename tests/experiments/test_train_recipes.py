@@ -10,6 +10,7 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -31,6 +32,18 @@ def comparable(records):
 
 
 # --------------------------------------------------------------------------- mixing
+
+def test_classification_takes_soft_targets_without_smoothing_them_again():
+  from experiments import losses, tasks  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(4, 10)), jnp.float32)
+  soft = jax.nn.softmax(jnp.asarray(rng.normal(size=(4, 10)) * 3, jnp.float32))
+  task = tasks.Classification(10, label_smoothing=0.1)
+  np.testing.assert_allclose(task.losses(logits, soft), losses.softmax_xent(logits, soft),
+                             rtol=1e-6)
+  hits = task.train_metrics(logits, soft)['accuracy']
+  np.testing.assert_array_equal(hits, np.argmax(logits, -1) == np.argmax(soft, -1))
+
 
 def test_mixed_step_is_the_same_on_eight_devices_one_device_and_with_accumulation(tmp_path):
   """The same global batch mixes to the same targets: 8 devices = 1 device = 1 device × 4
