@@ -51,14 +51,16 @@ def checksums(state: Any) -> dict[str, int]:
 class Checkpointer:
   """Saves and restores host (numpy) copies of the train state."""
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False,
+               subdir: str = CHECKPOINT_DIR):
+    """`subdir`: where the steps go inside `workdir` (the best weights: 'checkpoints/best')."""
     if keep < 1:
       raise ValueError(f'keep_checkpoints={keep!r}; must be ≥ 1')
     self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+    self.directory = os.path.join(self.workdir, subdir)
     self._keep = keep
     self._async = async_save
-    self._pending: Optional[tuple[int, concurrent.futures.Future]] = None
+    self._pending: Optional[tuple[int, concurrent.futures.Future, dict[str, Any]]] = None
     self._hasher = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
     self._opened: Optional[ocp.CheckpointManager] = self._open()
 
@@ -86,8 +88,9 @@ class Checkpointer:
   def path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
 
-  def save(self, step: int, state: Any) -> None:
-    """Writes `state` (host arrays) as checkpoint `step`.
+  def save(self, step: int, state: Any, extras: Optional[dict[str, Any]] = None) -> None:
+    """Writes `state` (host arrays) as checkpoint `step`, with `extras` ({file name: JSON
+    value}) beside it once the step is committed.
 
     Synchronous: returns when the step is on disk. Asynchronous: returns once
     orbax holds its own copy of the arrays; the write, and the checksums
@@ -95,13 +98,14 @@ class Checkpointer:
     """
     # A copy: the caller's host arrays may alias device buffers the next step reuses.
     state = jax.tree.map(lambda x: np.array(x, copy=True), state)
+    extras = dict(extras or {})
     self._finish_pending()
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     if self._async:
-      self._pending = (step, self._hasher.submit(checksums, state))
+      self._pending = (step, self._hasher.submit(checksums, state), extras)
     else:
       self._manager.wait_until_finished()
-      self._write_checksums(step, checksums(state))
+      self._write_sidecars(step, checksums(state), extras)
 
   def wait(self) -> None:
     """Blocks until every save has been committed to disk with its checksums."""
@@ -110,17 +114,19 @@ class Checkpointer:
   def _finish_pending(self) -> None:
     self._manager.wait_until_finished()
     if self._pending is not None:
-      step, sums = self._pending
+      step, sums, extras = self._pending
       self._pending = None
-      self._write_checksums(step, sums.result())
+      self._write_sidecars(step, sums.result(), extras)
 
-  def _write_checksums(self, step: int, sums: dict[str, int]) -> None:
+  def _write_sidecars(self, step: int, sums: dict[str, int], extras: dict[str, Any]) -> None:
+    """The extras, then the checksums (last: their presence marks a complete step)."""
     if jax.process_index() != 0 or not os.path.isdir(self.path(step)):
       return
-    tmp = os.path.join(self.path(step), CHECKSUM_FILE + '.tmp')
-    with open(tmp, 'w') as f:
-      json.dump(sums, f)
-    os.replace(tmp, os.path.join(self.path(step), CHECKSUM_FILE))
+    for name, value in [*extras.items(), (CHECKSUM_FILE, sums)]:
+      tmp = os.path.join(self.path(step), name + '.tmp')
+      with open(tmp, 'w') as f:
+        json.dump(value, f)
+      os.replace(tmp, os.path.join(self.path(step), name))
 
   def restore(self, step: int, target: Any) -> Any:
     """Checkpoint `step` in the structure (and dtypes) of `target`.
@@ -192,6 +198,11 @@ class Checkpointer:
     dest += f'.{suffix}' if suffix else ''
     shutil.move(self.path(step), dest)
     return dest
+
+  def delete(self, step: int) -> None:
+    """Removes checkpoint `step`."""
+    self._finish_pending()
+    self._manager.delete(step)
 
   def close(self) -> None:
     """Waits for pending saves, then releases orbax's resources."""

@@ -34,8 +34,11 @@ from experiments.segmentation import task as seg_task
 
 @dataclasses.dataclass(frozen=True)
 class Classification:
-  """Image classification: logits `[B, K]`, integer labels `[B]`.
+  """Image classification: logits `[B, K]`, integer labels `[B]` or soft targets `[B, K]`.
 
+  Soft targets (Mixup/CutMix, experiments/mixing.py) already carry the label
+  smoothing, so `label_smoothing` applies to integer labels only; train
+  accuracy then compares argmax of the logits with argmax of the targets.
   Metrics: accuracy (top-1), and top-5 accuracy when K ≥ 5.
   """
   num_classes: int
@@ -52,6 +55,9 @@ class Classification:
 
   def losses(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
     chex.assert_rank(logits, 2)
+    if labels.ndim == 2:  # soft targets: smoothing already folded in
+      chex.assert_equal_shape((logits, labels))
+      return losses_lib.get(self.loss)(logits, labels, label_smoothing=0.0)
     chex.assert_shape(labels, logits.shape[:1])
     return losses_lib.get(self.loss)(logits, labels, label_smoothing=self.label_smoothing)
 
@@ -64,6 +70,8 @@ class Classification:
     return logits.astype(jnp.float32) - targets
 
   def train_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    if labels.ndim == logits.ndim:  # soft targets: the dominant class
+      labels = jnp.argmax(labels, axis=-1)
     return {'accuracy': (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)}
 
   def eval_sums(self, logits: jax.Array, labels: jax.Array, mask: jax.Array

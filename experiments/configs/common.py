@@ -13,6 +13,9 @@ from typing import Any, Optional
 import ml_collections
 
 from experiments import data
+from experiments import early_stopping
+from experiments import mixing
+from experiments import weight_averaging
 
 
 def parse_arg(arg: Optional[str], **defaults: Any) -> ml_collections.ConfigDict:
@@ -81,6 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.async_checkpoints = True
   c.prefetch = 2
   c.distributed = False
+  c.mixup = mixing.default_config()  # Mixup/CutMix on device; off (both alphas 0)
+  c.ema = weight_averaging.ema_config()  # EMA of the weights, evaluated as val_ema/*
+  c.polyak = weight_averaging.polyak_config()  # uniform iterate average, val_polyak/*
+  c.early_stopping = early_stopping.default_config()  # off (metric None)
   return c
 
 

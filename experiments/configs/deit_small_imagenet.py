@@ -19,7 +19,7 @@ here (set it to evaluate `val_ema/*` too).
 Result (paper, Table 7): DeiT-S top-1 79.8% on ImageNet-1k val at 224.
 Not run here (ImageNet is not on this machine).
 
-Recipe keys beyond the base schema: `data.randaugment`,
+Recipe keys (in every config's schema, off by default): `data.randaugment`,
 `data.randaugment_interpolation`, `data.random_erasing`, `data.cutout`
 (experiments/data/config.py), `mixup.*` (experiments/mixing.py), `ema.*`,
 `polyak.*` (experiments/weight_averaging.py), `early_stopping.*`
@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments import early_stopping
-from experiments import mixing
-from experiments import weight_averaging
 from experiments.configs import common
 from experiments.configs import imagenet_common
 
@@ -42,16 +39,12 @@ def add_deit_regularization(c: ml_collections.ConfigDict) -> ml_collections.Conf
   c.data.randaugment_interpolation = 'bicubic'
   c.data.random_erasing = 0.25
   c.data.cutout = 0
-  c.mixup = mixing.default_config()
   c.mixup.mixup_alpha = 0.8
   c.mixup.cutmix_alpha = 1.0
   c.mixup.prob = 1.0
   c.mixup.switch_prob = 0.5
   c.mixup.mode = 'batch'
   c.label_smoothing = 0.1
-  c.ema = weight_averaging.ema_config()
-  c.polyak = weight_averaging.polyak_config()
-  c.early_stopping = early_stopping.default_config()
   return c
 
 

@@ -2,10 +2,11 @@
 
 AdamW with lr 5e-4 × batch/512, weight decay 0.05, 300 epochs, 5 warmup
 epochs and cosine decay, label smoothing 0.1, stochastic depth, inception
-crop + flip at 224. Our input pipeline has no RandAugment, Mixup, CutMix,
-random erasing or repeated augmentation, which DeiT (and Swin/PVT, which
-adopt its recipe) also use; expect the from-scratch results to fall short
-of the papers' by a few points without them.
+crop + flip at 224. DeiT's augmentation and regularization (RandAugment,
+Mixup, CutMix, random erasing) are added on top by
+`deit_small_imagenet.add_deit_regularization`, which the configs whose
+papers trained with DeiT's recipe call (ViT/DeiT, PVT, MiT, Swin). DeiT's
+repeated augmentation is not implemented.
 """
 from __future__ import annotations
 

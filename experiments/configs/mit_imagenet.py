@@ -6,7 +6,10 @@ r"""Mix Transformer (MiT, the SegFormer encoder) classifiers on ImageNet-1k.
 SegFormer (Xie et al. 2021) pre-trains its MiT-B0…B5 encoders on ImageNet-1k
 before segmentation; the recipe here is the DeiT/PVT one of
 `imagenet_common.py` (AdamW 5e-4·batch/512, weight decay 0.05, 300 epochs,
-5 warmup epochs, cosine, label smoothing 0.1) with stochastic depth 0.1.
+5 warmup epochs, cosine, label smoothing 0.1) with stochastic depth 0.1 and
+DeiT's augmentation and regularization
+(`deit_small_imagenet.add_deit_regularization`), as PVT's code, which
+SegFormer's pre-training builds on, trains.
 
 Result: the SegFormer paper reports segmentation only (ADE20K mIoU: B0 37.4
 … B5 51.0, single scale); it gives no ImageNet top-1 for the MiT encoders,
@@ -19,6 +22,7 @@ import ml_collections
 
 from experiments.configs import common
 from experiments.configs import imagenet_common
+from experiments.configs.deit_small_imagenet import add_deit_regularization
 
 VARIANTS = ('b0', 'b1', 'b2', 'b3', 'b4', 'b5')
 
@@ -28,6 +32,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, variant='b2', runlocal=False)
   if args.variant not in VARIANTS:
     raise ValueError(f'variant={args.variant!r}; valid: {", ".join(VARIANTS)}')
-  return imagenet_common.imagenet_config(
+  return add_deit_regularization(imagenet_common.imagenet_config(
       f'mit_{args.variant}', dict(drop_path_rate=0.1), runlocal=args.runlocal,
-      runlocal_overrides=dict(embed_dims=(16, 32, 80, 128), depths=(1, 1, 1, 1)))
+      runlocal_overrides=dict(embed_dims=(16, 32, 80, 128), depths=(1, 1, 1, 1))))

@@ -5,7 +5,8 @@
 - `optimizer`: config.optimizer / schedule / reg → optim (and the policy keys);
 - `setup`: `build(config)` (validate and assemble, nothing run) and `init_state`;
 - `step`: the pure `train_step(state, batch, rng)`;
-- `evaluation`: the eval step and `evaluate`;
+- `evaluation`: the eval step, `evaluate` and `evaluate_averages` (val_ema, val_polyak);
+- `stopping`: early stopping, the best weights in checkpoints/best, best.json;
 - `loop`: `train_and_evaluate(setup, workdir)`.
 """
 from experiments.trainer.durations import total_steps_of

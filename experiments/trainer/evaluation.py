@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from experiments import data as data_lib
+from experiments import weight_averaging
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import dtype_of
 from experiments.trainer.state import Setup
@@ -61,3 +62,21 @@ def evaluate(eval_step: EvalStep, params, model_state, eval_batches, task, devic
   metrics = task.eval_metrics(sums)
   metrics['val/count'] = int(sums['count'])
   return metrics
+
+
+def evaluate_averages(eval_step: EvalStep, params, opt_state, model_state, eval_batches, task,
+                      devices=None) -> dict[str, float]:
+  """`evaluate` for the raw weights ('val/*') and each average in `opt_state`.
+
+  EMA weights report as 'val_ema/*', Polyak's as 'val_polyak/*'
+  (experiments/weight_averaging.py); all use the current model state
+  (BatchNorm statistics), which is not averaged.
+  """
+  out: dict[str, float] = {}
+  for prefix, weights in weight_averaging.eval_params(params, opt_state).items():
+    metrics = evaluate(eval_step, weights, model_state, eval_batches, task, devices)
+    if prefix != 'val':
+      metrics = {f'{prefix}/{k[len("val/"):]}': v for k, v in metrics.items()
+                 if k.startswith('val/') and k != 'val/count'}
+    out.update(metrics)
+  return out

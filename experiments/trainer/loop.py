@@ -8,9 +8,13 @@ newest intact one; a damaged one is moved aside), input, update and evals
 pmap'd once over the local devices (axis `AXIS`, state donated), then per
 step: log, evaluate, checkpoint. Non-finite steps are detected one step late
 (a cheap sync) and stop the run with `NonFiniteError`, as do non-finite eval
-metrics. SIGTERM/SIGINT finish the current step, save it and raise
-`Preempted` once the save is on disk. Checkpoints are written asynchronously
-(`config.async_checkpoints`): the next steps run while orbax writes.
+metrics. Evals cover the raw weights ('val/*') and any EMA/Polyak average
+('val_ema/*', 'val_polyak/*'); with `early_stopping.metric` set the run stops
+when the metric stalls and keeps its best state in checkpoints/best
+(trainer/stopping.py). SIGTERM/SIGINT finish the current step, save it and
+raise `Preempted` once the save is on disk. Checkpoints are written
+asynchronously (`config.async_checkpoints`): the next steps run while orbax
+writes.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from experiments import data as data_lib
 from experiments import metrics as metrics_lib
 from experiments import preemption
 from experiments import workdir_lock
-from experiments.trainer.evaluation import evaluate
+from experiments.trainer import stopping
+from experiments.trainer.evaluation import evaluate_averages
 from experiments.trainer.evaluation import pmap_eval_step
 from experiments.trainer.setup import init_state
 from experiments.trainer.state import AXIS
@@ -63,11 +68,11 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
   with contextlib.ExitStack() as stack:
     if jax.process_index() == 0:
       stack.enter_context(workdir_lock.WorkdirLock(workdir))
-    stop = stack.enter_context(preemption.StopRequest())
-    return _train(setup, workdir, stop, progress_stream)
+    stop_request = stack.enter_context(preemption.StopRequest())
+    return _train(setup, workdir, stop_request, progress_stream)
 
 
-def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_stream
+def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, progress_stream
            ) -> dict[str, Any]:
   config = setup.config
   is_writer = jax.process_index() == 0
@@ -84,6 +89,8 @@ def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_st
     ckpt.close()  # orbax's threads must stop before the interpreter does
     raise
   last_good = ckpt.path(start_step) if start_step else None
+  keeper = stopping.keeper_of(setup, workdir, start_step, ckpt)
+  end_step = start_step if keeper is not None and keeper.stopped else setup.total_steps
 
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer, resume_step=start_step)
   kwargs = {} if progress_stream is None else {'stream': progress_stream}
@@ -122,7 +129,7 @@ def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_st
                            f'{os.path.join(workdir, metrics_lib.METRICS_FILE)}')
 
   try:
-    for step in range(start_step + 1, setup.total_steps + 1):
+    for step in range(start_step + 1, end_step + 1):
       batch = next(train_iter)
       state, m = p_train_step(state, batch, rngs)
       if pending is not None:
@@ -136,7 +143,7 @@ def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_st
       do_eval = _every(step, config.eval_every, setup.total_steps)
       do_ckpt = _every(step, config.checkpoint_every, setup.total_steps)
       # One process polls every step; several agree at log steps (a collective).
-      preempted = (jax.process_count() == 1 or do_log) and stop.should_stop()
+      preempted = (jax.process_count() == 1 or do_log) and stop_request.should_stop()
       do_ckpt = do_ckpt or preempted
       if not (do_log or do_eval or do_ckpt):
         continue
@@ -151,13 +158,19 @@ def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_st
         record['epoch'] = step * setup.global_batch / setup.info.num_train
         last_logged_train = step
       progress.pause()
+      stop = False
       if do_eval:
-        evals = evaluate(p_eval_step, state.params, state.model_state, eval_batches,
-                         setup.task, setup.devices)
+        evals = evaluate_averages(p_eval_step, state.params, state.opt_state,
+                                  state.model_state, eval_batches, setup.task, setup.devices)
         _check_eval_finite(step, evals, last_good)
         record.update(evals)
+        if keeper is not None:
+          stop = keeper.update(step, record, lambda: unreplicate(state))
+          record.update(keeper.record())
+          do_ckpt = do_ckpt or stop  # a stopped run resumes as finished
       if do_ckpt:
-        ckpt.save(step, unreplicate(state))
+        ckpt.save(step, unreplicate(state),
+                  extras=keeper.checkpoint_extras() if keeper is not None else None)
         last_good = ckpt.path(step)
       if record:
         writer.write(step, record)
@@ -165,14 +178,22 @@ def _train(setup: Setup, workdir: str, stop: preemption.StopRequest, progress_st
       progress.resume()
       if preempted:
         ckpt.wait()
-        raise Preempted(f'{stop.signal_name} at step {step}: saved {last_good}; rerun the '
-                        'same command to resume')
+        raise Preempted(f'{stop_request.signal_name} at step {step}: saved {last_good}; rerun '
+                        'the same command to resume')
+      if stop:
+        best = keeper.summary()
+        progress.message(f'Early stopping at step {step}: {best["metric"]} has not improved '
+                         f'for {keeper.rule.patience} evaluations; best {best["best"]} at step '
+                         f'{best["best_step"]} ({best["checkpoint"]}).')
+        break
     if pending is not None:
       check(*pending)
   finally:
     train_iter.close()  # stops and joins the prefetch thread before exit
     writer.close()
     ckpt.close()
+    if keeper is not None:
+      keeper.close()
 
   if not record:  # resumed a finished run: report its last record
     logged = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))

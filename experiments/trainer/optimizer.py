@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import optax
 
+from experiments import weight_averaging
 from experiments.trainer import durations
 import optim
 from optim import layer_decay as layer_decay_lib
@@ -86,7 +87,8 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule) -> optax.Gradien
   """optim.create(optimizer.name, learning_rate=schedule, **other optimizer keys), clipped,
   with the policy keys applied (module docstring).
 
-  Order: freeze(chain(clip, tx)) then the learning-rate factors, so clipping
+  Order: freeze(chain(clip, tx)) then the learning-rate factors, then the
+  weight averages (`ema`, `polyak`; experiments/weight_averaging.py), so clipping
   and the optimizer's state only see trainable parameters, and a factor
   multiplies the final update −lr·u exactly as a torch parameter group's lr.
   """
@@ -125,6 +127,9 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule) -> optax.Gradien
       layer_decay_lib.check_decay(policy['layer_decay'])
     tx = optax.chain(tx, policy_lib.scale_by_multipliers(
         _multipliers(policy.get('lr_mult'), policy.get('layer_decay'))))
+  averages = weight_averaging.transforms(config)  # last: they average the final iterates
+  if averages:
+    tx = optax.chain(tx, *averages)
   return tx
 
 

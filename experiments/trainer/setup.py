@@ -15,7 +15,10 @@ import numpy as np
 
 from experiments import checks
 from experiments import data as data_lib
+from experiments import early_stopping
+from experiments import mixing
 from experiments import tasks as tasks_lib
+from experiments import weight_averaging
 from experiments.trainer import durations
 from experiments.trainer import optimizer as optimizer_lib
 from experiments.trainer.state import AXIS
@@ -90,6 +93,33 @@ def _check_least_squares(config: ml_collections.ConfigDict, task: Any) -> None:
   optimizer_lib.make_penalty_residuals(config)  # only an L2 penalty is a sum of squares
 
 
+def _check_recipes(config: ml_collections.ConfigDict, info: data_lib.DatasetInfo,
+                   global_batch: int) -> None:
+  """The `mixup`, `ema`, `polyak` and `early_stopping` sections (absent sections are off)."""
+  mix = mixing.from_experiment(config, info.num_classes)
+  if mix is not None and global_batch % 2:
+    raise ValueError(f'mixup/cutmix pair example i with B-1-i; batch_size={global_batch} must '
+                     'be even')
+  weight_averaging.transforms(config)  # the optimizer chains them; checked here by name
+  cfg = config.get('early_stopping')
+  rule = early_stopping.EarlyStopping.from_config(cfg) if cfg is not None else None
+  if rule is None:
+    return
+  averages = [weight_averaging.PREFIXES['params']]
+  if config.get('ema') is not None and config.ema.get('decay') is not None:
+    averages.append(weight_averaging.PREFIXES['ema'])
+  if config.get('polyak') is not None and config.polyak.get('start_step') is not None:
+    averages.append(weight_averaging.PREFIXES['polyak'])
+  prefix = rule.metric.partition('/')[0]
+  if prefix not in averages or '/' not in rule.metric:
+    raise ValueError(f'early_stopping.metric={rule.metric!r}; must be an eval metric of the '
+                     f'weights this run evaluates: {" | ".join(p + "/<name>" for p in averages)} '
+                     "(e.g. 'val/accuracy'; 'val_ema/...' needs ema.decay)")
+  if config.eval_every == 0:
+    raise ValueError('early_stopping.metric is set but eval_every=0 (one eval at the end); '
+                     'set eval_every to the evaluation interval in steps')
+
+
 def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None) -> Setup:
   """Checks `config` against the data, model and optimizer; raises ValueError when it cannot run.
 
@@ -119,6 +149,7 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
   if eval_batch % num_devices:
     raise ValueError(f'eval_batch_size={eval_batch} is not divisible by the {num_devices} '
                      f'device(s); use a multiple of {num_devices}')
+  _check_recipes(config, info, global_batch)
   total = durations.total_steps_of(config, info.num_train)
   overrides = model_overrides(config, info)
   module = vision.create_model(config.model.name, **overrides)

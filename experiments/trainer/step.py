@@ -14,6 +14,14 @@ device count (up to float summation order). Dropout keys are
 fold_in(fold_in(fold_in(key, step), device), micro-batch): a pure function
 of the seed and the step, which is what makes a resumed run bit-identical.
 
+Mixup/CutMix (`config.mixup`, experiments/mixing.py) runs first, on each
+device's whole shard before the micro-batch split, with one key
+fold_in(fold_in(key, step), MIX_TAG) shared by all devices: the mixed images
+and soft targets t_i (label smoothing folded in) depend only on the global
+batch, not on the device count or `accum_steps`. The loss then takes the
+soft targets (ℓ = -Σ_k t_ik log softmax(s_i)_k for softmax_xent) and train
+accuracy compares argmax s_i with argmax t_i.
+
 Second-order methods get the objective itself: `value_fn` (line searches,
 Newton) or, for least-squares methods on J = ½‖r‖² (loss l2, full batch),
 `residual_fn` with rows √(m_i/N)·(f_θ(x_i) − t_i) and the penalty's √(2λ)·W.
@@ -26,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from experiments import mixing
 from experiments.trainer import optimizer as optimizer_lib
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import dtype_of
@@ -37,6 +46,11 @@ def metric_names(task) -> list[str]:
   """The names of `task.train_metrics` (traced on a dummy batch of one)."""
   logits = jnp.zeros((1, getattr(task, 'num_classes', 2)))
   return list(jax.eval_shape(lambda: task.train_metrics(logits, jnp.zeros((1,), jnp.int32))))
+
+
+# Folded into the per-step key for the mixing draws; far above any device index, which is
+# what the dropout keys fold in at the same depth.
+MIX_TAG = 0x6D6978
 
 
 def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
@@ -51,6 +65,7 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
   with_value_fn = optimizer_lib.needs_objective(config)
   with_residual_fn = optimizer_lib.needs_residuals(config)
   penalty_residuals = optimizer_lib.make_penalty_residuals(config) if with_residual_fn else None
+  mix = mixing.from_experiment(config, setup.info.num_classes)
 
   def apply(params, model_state, images, rng):
     """Logits and the new model state (BatchNorm statistics in training mode)."""
@@ -146,6 +161,10 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
 
   def train_step(state: TrainState, batch, rng):
     step_rng = jax.random.fold_in(rng, state.step)
+    if mix is not None:  # same key on every device: the targets depend on the global batch
+      images, targets = mix(jax.random.fold_in(step_rng, MIX_TAG), batch['image'],
+                            batch['label'], axis_name=AXIS)
+      batch = dict(batch, image=images, label=targets)
     if not gather:  # gathered: every device computes the same thing, same key
       step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(AXIS))
     micro = split(batch)

@@ -57,3 +57,14 @@ def test_runlocal_builds_and_overrides_reach_every_section(module):
   with pytest.raises(TypeError):
     c.mixup.prob = 'often'
   assert isinstance(c.early_stopping, ml_collections.ConfigDict)
+
+
+@pytest.mark.parametrize('name', ['vit_imagenet', 'pvt_imagenet', 'mit_imagenet'])
+def test_deit_recipe_configs_carry_its_regularization(name):
+  """ViT/DeiT, PVT and MiT trained with DeiT's recipe: RandAugment, Mixup/CutMix, erasing."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f'experiments.configs.{name}')
+  c = module.get_config()
+  assert c.data.randaugment == 'rand-m9-mstd0.5-inc1' and c.data.random_erasing == 0.25
+  assert (c.mixup.mixup_alpha, c.mixup.cutmix_alpha, c.label_smoothing) == (0.8, 1.0, 0.1)
+  assert 'cannot' not in module.__doc__ and 'no RandAugment' not in module.__doc__
