@@ -5,6 +5,8 @@
 needs, so `--config.<key>=...` can override any knob of any config. Optional
 keys are absent here and set by the configs that use them: `task_options`
 (segmentation configs) and `optimizer.lr_mult` (both documented in default.py).
+`init_from` (start from pretrained weights) is documented in
+`experiments/init_from.py`.
 """
 from __future__ import annotations
 
@@ -80,7 +82,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.prefetch = 2
   c.distributed = False
+  c.init_from = _init_from_config()
   return c
+
+
+def _init_from_config() -> ml_collections.ConfigDict:
+  """config.init_from: path ('' = from scratch), dont_load (regexes), head ('auto')."""
+  from experiments import init_from  # pylint: disable=g-import-not-at-top  (imports vision)
+  return init_from.default_config()
 
 
 def runlocal(c: ml_collections.ConfigDict, steps: int = 4, batch_size: int = 16

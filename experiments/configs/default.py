@@ -73,6 +73,14 @@ overrides any of them):
   keep_checkpoints  checkpoints kept (the last k).
   prefetch          batches transferred to the devices ahead of the step.
   distributed       call jax.distributed.initialize() (multi-host).
+  init_from.path    start from pretrained weights ('' = from scratch): a .safetensors or
+                    .npz file, an HF model directory, hf://ORG/NAME (offline cache), a
+                    visopt workdir or WORKDIR:STEP (experiments/init_from.py). Read and
+                    fitted at build time (a misfit exits 2, nothing written); used when
+                    there is no checkpoint to resume. init_from.dont_load: regexes of
+                    parameter paths kept fresh. init_from.head: 'auto' (zero a head of
+                    another class count) | 'reinit' | 'keep'. total_steps=0 with a path:
+                    evaluate the loaded weights only (metrics at step 0).
 
 Workdir: config.json, metrics.jsonl, events.out.tfevents.*, checkpoints/<step>/,
 curves.png.

@@ -33,6 +33,16 @@ def _every(step: int, every: Optional[int], total: int) -> bool:
   return step == total or bool(every) and step % every == 0
 
 
+def _evaluate_only(setup: Setup, state, p_eval_step, eval_batches, writer, progress
+                   ) -> dict[str, Any]:
+  """total_steps=0 (init_from): the loaded weights' eval metrics, written for step 0."""
+  record = evaluate(p_eval_step, state.params, state.model_state, eval_batches, setup.task,
+                    setup.devices)
+  writer.write(0, record)
+  progress.show(0, record)
+  return record
+
+
 def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> dict[str, Any]:
   """Trains `setup` in `workdir` (resuming from its last checkpoint); returns the last record.
 
@@ -77,6 +87,8 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
   rngs = replicate(train_rng, setup.devices)
 
   record: dict[str, Any] = {}
+  if setup.total_steps == 0 and not start_step:
+    record = _evaluate_only(setup, state, p_eval_step, eval_batches, writer, progress)
   pending = None  # (step, metrics) of the previous step, checked one step late
   last_logged_train = None
 
