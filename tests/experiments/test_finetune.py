@@ -43,11 +43,11 @@ def _config(steps: int = 6, **overrides) -> ml_collections.ConfigDict:
   c.checkpoint_every = steps
   c.batch_size = c.eval_batch_size = 32
   for key, value in overrides.items():
-    node, *path = key.split('.')
+    *parents, leaf = key.split('.')
     target = c
-    for part in [node, *path][:-1]:
+    for part in parents:
       target = target[part]
-    target[key.split('.')[-1]] = value
+    target[leaf] = value
   return c
 
 
