@@ -5,6 +5,8 @@
 needs, so `--config.<key>=...` can override any knob of any config. Optional
 keys are absent here and set by the configs that use them: `task_options`
 (segmentation configs) and `optimizer.lr_mult` (both documented in default.py).
+`init_from` (start from pretrained weights) is documented in
+`experiments/init_from.py`.
 """
 from __future__ import annotations
 
@@ -88,7 +90,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.ema = weight_averaging.ema_config()  # EMA of the weights, evaluated as val_ema/*
   c.polyak = weight_averaging.polyak_config()  # uniform iterate average, val_polyak/*
   c.early_stopping = early_stopping.default_config()  # off (metric None)
+  c.init_from = _init_from_config()
   return c
+
+
+def _init_from_config() -> ml_collections.ConfigDict:
+  """config.init_from: path ('' = from scratch), dont_load (regexes), head ('auto')."""
+  from experiments import init_from  # pylint: disable=g-import-not-at-top  (imports vision)
+  return init_from.default_config()
 
 
 def runlocal(c: ml_collections.ConfigDict, steps: int = 4, batch_size: int = 16

@@ -4,6 +4,8 @@ r"""SegFormer on ADE20K (TFDS `scene_parse150`, 150 classes): the paper's recipe
     python -m experiments.main --config=experiments/configs/segformer_ade20k.py:variant=b2 ...
     python -m experiments.main --config=experiments/configs/segformer_ade20k.py:backbone=swin_tiny_patch4_window7_224 ...
     python -m experiments.main --config=experiments/configs/segformer_ade20k.py:runlocal ...
+    python -m experiments.main \
+        --config=experiments/configs/segformer_ade20k.py:init=mit_b0.safetensors ...
 
 Needs the prepared TFDS dataset (`tfds build scene_parse150`; nothing is
 downloaded at run time). Caveat: TFDS builds it from the instance annotations,
@@ -30,8 +32,16 @@ mmseg's sliding mode (here over the padded canvas). On several processes canvase
 `data.seg.eval_scale=None` (images fitted into 512×512) and
 `data.seg.eval_label_size` to the largest label side.
 
-Result quoted from the paper (ImageNet-1k pretrained encoders, which this
-repository cannot download; from scratch expect far less): ADE20K val
+Initialisation (the paper's setup): the MiT encoder from its ImageNet-1k
+classifier, the all-MLP decoder fresh (`init_from`, experiments/init_from.py).
+`init=` names the checkpoint; the default `hf://nvidia/mit-<variant>` is read
+from huggingface_hub's cache offline (`huggingface-cli download nvidia/mit-b0`
+once, with network); a `.safetensors` file or a visopt workdir of
+mit_imagenet.py works too; `init=` (empty) trains from scratch, as do
+`backbone=` and `runlocal` unless `init=` is given.
+
+Result quoted from the paper (ImageNet-1k pretrained encoders, not run here;
+from scratch expect far less): ADE20K val
 single-scale mIoU B0 37.4, B1 42.2, B2 46.5, B3 49.4, B4 50.3, B5 51.0.
 The decode head trains with 10× the learning rate, as the paper (mmseg
 `paramwise_cfg.custom_keys={'head': dict(lr_mult=10.)}`): `optimizer.lr_mult`
@@ -55,8 +65,8 @@ VARIANTS = ('b0', 'b1', 'b2', 'b3', 'b4', 'b5')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """ADE20K config; args: variant=b0..b5, backbone=NAME, runlocal."""
-  args = common.parse_arg(arg, runlocal=False, variant='b0', backbone='')
+  """ADE20K config; args: variant=b0..b5, backbone=NAME, init=PATH, runlocal."""
+  args = common.parse_arg(arg, runlocal=False, variant='b0', backbone='', init=None)
   if args.variant not in VARIANTS:
     raise ValueError(f'variant={args.variant!r}; valid: {", ".join(VARIANTS)}')
   c = common.base_config()
@@ -68,6 +78,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if args.backbone:
     c.model.overrides.backbone = args.backbone
     crop = 224  # Swin/PVT encoders take their own img_size only
+  if args.init is not None:
+    c.init_from.path = args.init
+  elif not (args.backbone or args.runlocal):
+    c.init_from.path = f'hf://nvidia/mit-{args.variant}'
   c.data.name = 'scene_parse150'
   c.data.image_size = crop
   c.data.train_split = 'train'

@@ -46,6 +46,10 @@ overrides them from the command line):
   train split; other TFDS datasets use 0.5 / 0.5 (x in [-1, 1]).
 - `shuffle_buffer`: tf.data shuffle buffer for TFDS data (in-memory sources
   always draw an exact uniform permutation per epoch).
+- `classes`, `train_per_class` (digits only; `None`: all): keep the listed
+  digits, relabelled 0..k-1 in the order listed, and only the first n
+  training examples of each (a few-label task for transfer learning); see
+  `digits.py`.
 - `data_dir`: TFDS data directory (`None`: TFDS's default).
 - `cache`: cache decoded TFDS examples in memory after the first epoch.
 """
@@ -76,6 +80,8 @@ def default_config() -> ml_collections.ConfigDict:
   cfg.mean = ml_collections.FieldReference(None, field_type=tuple)
   cfg.std = ml_collections.FieldReference(None, field_type=tuple)
   cfg.shuffle_buffer = 10_000
+  cfg.classes = ml_collections.FieldReference(None, field_type=tuple)
+  cfg.train_per_class = ml_collections.FieldReference(None, field_type=int)
   cfg.data_dir = ml_collections.FieldReference(None, field_type=str)
   cfg.cache = False
   return cfg
@@ -93,6 +99,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   if cfg.augment not in AUGMENTATIONS:
     raise ValueError(f'data.augment={cfg.augment!r}; valid: {", ".join(AUGMENTATIONS)}')
   validate_regularizers(cfg)
+  if cfg.get('classes') is not None or cfg.get('train_per_class') is not None:
+    if cfg.name != 'digits':
+      raise ValueError(f'data.classes / data.train_per_class select digits subsets; '
+                       f'data.name={cfg.name!r} is not digits')
+    from experiments.data import digits  # pylint: disable=g-import-not-at-top  (sklearn)
+    digits.check_subset(cfg.get('classes'), cfg.get('train_per_class'))
   if (cfg.mean is None) != (cfg.std is None):
     raise ValueError(f'data.mean={cfg.mean!r} and data.std={cfg.std!r} must be both set '
                      'or both None')

@@ -85,8 +85,10 @@ def get_info(cfg: ml_collections.ConfigDict) -> DatasetInfo:
   size = cfg.image_size
   if kind == 'digits':
     channels = cfg.channels or 1
-    return DatasetInfo(digits.NUM_CLASSES, (size, size, channels),
-                       digits.num_examples(cfg.train_split), digits.num_examples(cfg.eval_split))
+    classes = cfg.get('classes')
+    return DatasetInfo(len(classes) if classes else digits.NUM_CLASSES, (size, size, channels),
+                       digits.num_examples(cfg.train_split, classes, cfg.get('train_per_class')),
+                       digits.num_examples(cfg.eval_split, classes))
   if kind == 'folder':
     path = _folder_path(cfg)
     train_files, _, classes = folder.list_split(path, cfg.train_split)
@@ -99,7 +101,8 @@ def get_info(cfg: ml_collections.ConfigDict) -> DatasetInfo:
 
 def _load_array_split(cfg: ml_collections.ConfigDict, split: str) -> ArraySplit:
   if _kind(cfg) == 'digits':
-    return digits.load(split)
+    per_class = cfg.get('train_per_class') if split == cfg.train_split else None
+    return digits.load(split, cfg.get('classes'), per_class)
   return folder.load(_folder_path(cfg), split, cfg.image_size)
 
 

@@ -56,6 +56,17 @@ def _check_eval_finite(step: int, metrics: dict[str, Any], last_good: Optional[s
                          f'stopped, {where}')
 
 
+def _evaluate_only(setup: Setup, state, p_eval_step, eval_batches, writer, progress
+                   ) -> dict[str, Any]:
+  """total_steps=0 (init_from): the loaded weights' eval metrics, written for step 0."""
+  record = evaluate_averages(p_eval_step, state.params, state.opt_state, state.model_state,
+                             eval_batches, setup.task, setup.devices)
+  _check_eval_finite(0, record, None)
+  writer.write(0, record)
+  progress.show(0, record)
+  return record
+
+
 def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> dict[str, Any]:
   """Trains `setup` in `workdir` (resuming from its last checkpoint); returns the last record.
 
@@ -117,6 +128,8 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
   rngs = replicate(train_rng, setup.devices)
 
   record: dict[str, Any] = {}
+  if setup.total_steps == 0 and not start_step:
+    record = _evaluate_only(setup, state, p_eval_step, eval_batches, writer, progress)
   pending = None  # (step, metrics) of the previous step, checked one step late
   last_logged_train = None
 

@@ -1,7 +1,14 @@
 """Build: validate the config and assemble the pieces (no side effects), and initialise.
 
     setup = build(config)           # data info, model, task, optimizer; nothing run
-    state = init_state(setup, rng)  # fresh parameters and optimizer state
+    state = init_state(setup, rng)  # fresh (or `init_from`) parameters, optimizer state
+
+With `config.init_from.path` set, `build` reads and fits the checkpoint once
+(`experiments.init_from.load`) and keeps the host variables in
+`Setup.initial_variables`: a checkpoint that does not fit is a ValueError
+before anything is written, and `init_state` starts from them (the
+optimizer state is initialised from the loaded parameters).
+`total_steps=0` with `init_from` is an evaluation-only run.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import numpy as np
 from experiments import checks
 from experiments import data as data_lib
 from experiments import early_stopping
+from experiments import init_from as init_from_lib
 from experiments import mixing
 from experiments import tasks as tasks_lib
 from experiments import weight_averaging
@@ -66,15 +74,33 @@ def init_fn(module, image_shape, dtype):
   return init
 
 
-def init_state(setup: Setup, rng: jax.Array) -> TrainState:
-  """Fresh parameters and optimizer state on the host (one copy, not replicated)."""
-  init = jax.jit(init_fn(setup.module, setup.info.image_shape, dtype_of(setup.config.dtype)))
+def init_rng(config: ml_collections.ConfigDict) -> jax.Array:
+  """The key the run's parameters are initialised from (the loop trains with the other half)."""
+  return jax.random.split(jax.random.PRNGKey(config.seed))[0]
+
+
+def fresh_variables(module, image_shape, dtype, rng: jax.Array) -> dict:
+  """The module's initial variables for `rng`, on the host."""
+  init = jax.jit(init_fn(module, image_shape, dtype))
   try:
     # Initialization runs once: a cheap compile beats fast code (~3x less wall time on CPU).
     variables = init.lower(rng).compile(_FAST_COMPILE)(rng)
   except Exception:  # pylint: disable=broad-except  (option unknown to this backend)
     variables = init(rng)
-  variables = dict(variables)
+  return jax.device_get(dict(variables))
+
+
+def init_state(setup: Setup, rng: jax.Array) -> TrainState:
+  """Initial parameters and optimizer state on the host (one copy, not replicated).
+
+  The parameters are `setup.initial_variables` when the run starts from a
+  checkpoint (`init_from`), else a fresh initialisation from `rng`.
+  """
+  if setup.initial_variables is not None:
+    variables = dict(setup.initial_variables)
+  else:
+    variables = fresh_variables(setup.module, setup.info.image_shape,
+                                dtype_of(setup.config.dtype), rng)
   params = variables.pop('params')
   opt_state = jax.jit(setup.tx.init)(params)
   return jax.device_get(TrainState(np.int32(0), params, opt_state, variables))
@@ -150,14 +176,19 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
     raise ValueError(f'eval_batch_size={eval_batch} is not divisible by the {num_devices} '
                      f'device(s); use a multiple of {num_devices}')
   _check_recipes(config, info, global_batch)
-  total = durations.total_steps_of(config, info.num_train)
+  evaluation_only = _evaluation_only(config)
+  total = 0 if evaluation_only else durations.total_steps_of(config, info.num_train)
   overrides = model_overrides(config, info)
   module = vision.create_model(config.model.name, **overrides)
   task_options = config.get('task_options')  # optional task-specific knobs (segmentation)
   task = tasks_lib.create(config.task, num_classes=info.num_classes, loss=config.loss,
                           label_smoothing=config.label_smoothing,
                           **(task_options.to_dict() if task_options else {}))
-  schedule = optimizer_lib.make_schedule(config, total, info.num_train)
+  if evaluation_only:  # never steps: the optimizer is built at its constant peak rate
+    lr = config.optimizer.get('learning_rate')
+    schedule = None if lr is None else (lambda count, lr=lr: jnp.full((), lr, jnp.float32))
+  else:
+    schedule = optimizer_lib.make_schedule(config, total, info.num_train)
   tx = optimizer_lib.make_optimizer(config, schedule)
   penalty = optimizer_lib.make_penalty(config)
   if optimizer_lib.needs_residuals(config):
@@ -185,5 +216,45 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
   if config.task == 'classification' and out.shape[-1] != info.num_classes:
     raise ValueError(f'model {config.model.name!r} outputs {out.shape[-1]} classes; the data '
                      f'has {info.num_classes} (set model.overrides.num_classes or drop it)')
+  initial = None
+  if _init_from_path(config):
+    initial = load_initial_variables(config, module, info.image_shape, dtype)
   return Setup(config, info, module, task, tx, schedule, penalty, total, global_batch,
-               num_devices, num_local, shapes, devices, eval_batch, frozen_state)
+               num_devices, num_local, shapes, devices, eval_batch, frozen_state, initial)
+
+
+def _init_from_path(config: ml_collections.ConfigDict) -> str:
+  """config.init_from.path ('' when absent or off), after validating the block."""
+  block = config.get('init_from')
+  if block is None:
+    return ''
+  init_from_lib.validate(block)
+  return str(block.get('path', '') or '')
+
+
+def _evaluation_only(config: ml_collections.ConfigDict) -> bool:
+  """total_steps=0 (and no total_epochs) with init_from: evaluate the loaded weights."""
+  if config.get('total_steps') != 0 or config.get('total_epochs'):
+    return False
+  if not _init_from_path(config):
+    raise ValueError('total_steps=0 is an evaluation-only run and needs init_from.path (the '
+                     'weights to evaluate); set total_steps > 0 to train')
+  return True
+
+
+def load_initial_variables(config: ml_collections.ConfigDict, module, image_shape, dtype
+                           ) -> dict:
+  """The run's initial variables from `config.init_from` (fresh ones fill the rest).
+
+  The fresh initialisation uses the run's own key (`init_rng`), so entries the
+  checkpoint does not supply (a re-initialised head, `dont_load` paths, a new
+  decoder) are exactly those of a run from scratch.
+  """
+  fresh = fresh_variables(module, image_shape, dtype, init_rng(config))
+  try:
+    return init_from_lib.load(config.init_from, module, fresh)
+  except ValueError as e:
+    line = _first_line(e)
+    if config.init_from.path in line:
+      raise
+    raise ValueError(f'init_from.path={config.init_from.path!r}: {line}') from e

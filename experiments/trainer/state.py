@@ -44,6 +44,8 @@ class Setup:
 
   `frozen_state`: a pytree of bools like the model state (True: a BatchNorm
   statistic of a module frozen by optimizer.freeze, kept fixed), or None.
+  `initial_variables`: host variables read from `config.init_from` (the run
+  starts from them when there is no checkpoint to resume), or None.
   """
   config: ml_collections.ConfigDict
   info: data_lib.DatasetInfo
@@ -60,6 +62,7 @@ class Setup:
   devices: list[Any]
   eval_batch: int
   frozen_state: Any = None
+  initial_variables: Any = None
 
 
 def dtype_of(name: str) -> Any:
