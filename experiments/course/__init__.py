@@ -6,4 +6,5 @@ EXPERIMENTS = (
     'trajectories', 'init_stats', 'lr_curves', 'batch_scaling', 'minibatch_noise',
     'robbins_monro', 'lbfgs_minibatch', 'warmup', 'random_vs_grid', 'optimizer_practice',
     'capacity', 'linear_collapse', 'shift_equivariance', 'backprop', 'swin_ablation',
+    'regularization', 'transfer',
 )

@@ -1,7 +1,7 @@
 r"""Regularization on small data: a regularized recipe beats the plain one (deck 003).
 
     python -m experiments.course --only=regularization --out=/tmp/course   # -> regularization.png
-    python -m experiments.course.regularization --out=/tmp/course [--quick]
+    python -m experiments.course --out=/tmp/course --only=regularization [--quick]
 
 Task: the first 20% of the digits training split (`data.train_split=
 'train[:20%]'`, 287 examples, about 29 per class), validated on the 360
@@ -34,9 +34,7 @@ accuracy (mean ± std over the seeds) and the training loss per seed.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 import ml_collections
 import numpy as np
@@ -120,19 +118,3 @@ def plot(results: dict[str, list[runs_lib.Run]], path: str) -> None:
     ax.legend()
   figure.save(fig, path)
 
-
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(prog='python -m experiments.course.regularization',
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument('--out', default='runs/course')
-  parser.add_argument('--quick', action='store_true')
-  args = parser.parse_args(argv)
-  os.makedirs(args.out, exist_ok=True)
-  claims = run(args.out, args.quick)
-  for name, c in claims.items():
-    print(f'{name}: {c.measured:.4f} {c.expected}: {"PASS" if c.holds else "FAIL"}')
-  return 0 if all(c.holds for c in claims.values()) else 1
-
-
-if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 r"""Transfer learning: pretrain on one task, then learn another from 10 labels per class.
 
     python -m experiments.course --only=transfer --out=/tmp/course   # -> transfer.png
-    python -m experiments.course.transfer --out=/tmp/course [--quick]
+    python -m experiments.course --out=/tmp/course --only=transfer [--quick]
 
 Source task: digits 0-4 (scikit-learn's 8×8 digits, the 721 training
 images of those classes). Target task: digits 5-9 with only the first 10
@@ -163,20 +163,3 @@ def plot(runs: dict[str, runs_lib.Run], source_accuracy: float, path: str) -> No
     a.grid(alpha=0.3)
   figure.save(fig, path, title='Transfer learning: digits 0-4 → 5-9')
 
-
-def main(argv: list[str]) -> int:
-  """`--out=DIR [--quick]`: run, print the claims; exit 1 when one fails."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  out = flags.DEFINE_string('out', 'runs/course', 'Output directory (plot, runs).')
-  quick = flags.DEFINE_bool('quick', False, 'Fewer steps.')
-  flags.FLAGS(argv)
-  os.makedirs(out.value, exist_ok=True)
-  claims = run(out.value, quick.value)
-  for key, c in claims.items():
-    print(f'{key}: {c.measured:.4g} (expected {c.expected}) {"PASS" if c.holds else "FAIL"}')
-  return 0 if all(c.holds for c in claims.values()) else 1
-
-
-if __name__ == '__main__':
-  import sys  # pylint: disable=g-import-not-at-top
-  sys.exit(main(sys.argv))
