@@ -156,10 +156,11 @@ def optimizer_knobs(name: str) -> dict[str, Knob]:
 
 
 def optimizer_takes_no_rate(name: str) -> bool:
-  """True when the factory's learning_rate defaults to None (it picks its own step)."""
+  """True when the factory picks its own step: its learning_rate defaults to None, or it
+  takes none (Gauss-Newton, Levenberg-Marquardt)."""
   import optim  # pylint: disable=g-import-not-at-top
   p = inspect.signature(optim.registry.optimizers()[name]).parameters.get('learning_rate')
-  return p is not None and p.default is None
+  return p is None or p.default is None
 
 
 def _schedule_functions() -> dict[str, tuple[Callable[..., Any], ...]]:

@@ -18,7 +18,7 @@ from experiments import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(ROOT, 'experiments', 'configs')
-HELPERS = {'__init__.py', 'common.py', 'imagenet_common.py'}
+HELPERS = {'__init__.py', 'common.py', 'imagenet_common.py', 'cifar10_common.py'}
 SHIPPED = sorted(f for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and f not in HELPERS)
 SKIPPED_SECTIONS = ('sweep.', 'compare.', 'task_options.')  # not read by experiments.main
 

@@ -14,7 +14,7 @@ from experiments.configs import common
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'experiments', 'configs')
 # Files that are helpers, not configs.
-HELPERS = {'__init__.py', 'common.py', 'imagenet_common.py'}
+HELPERS = {'__init__.py', 'common.py', 'imagenet_common.py', 'cifar10_common.py'}
 CONFIGS = sorted(f for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and f not in HELPERS)
 TRAINER_CONFIGS = ['default.py', 'digits_baselines.py', 'vit_cifar10.py', 'swin_cifar10.py',
                    'pvt_cifar10.py', 'vit_imagenet.py', 'swin_imagenet.py', 'pvt_imagenet.py',
