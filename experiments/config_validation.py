@@ -94,7 +94,11 @@ def check_schema(config: ml_collections.ConfigDict) -> None:
   if config.get('total_steps') and config.get('total_epochs'):
     raise ValueError(f'total_steps={config.total_steps!r} and total_epochs='
                      f'{config.total_epochs!r} are both set; give one (the other None or 0)')
-  if not config.get('total_steps') and not config.get('total_epochs'):
+  if config.get('total_steps') == 0 and not config.get('total_epochs'):
+    if not (config.get('init_from') and config.init_from.get('path')):
+      raise ValueError('total_steps=0 is an evaluation-only run and needs init_from.path (the '
+                       'weights to evaluate); set total_steps > 0 to train')
+  elif not config.get('total_steps') and not config.get('total_epochs'):
     raise ValueError(f'total_steps={config.get("total_steps")!r}, total_epochs='
                      f'{config.get("total_epochs")!r}; set one of them to a positive number')
   if config.schedule.get('warmup_steps') and config.schedule.get('warmup_epochs'):

@@ -254,7 +254,7 @@ def load_initial_variables(config: ml_collections.ConfigDict, module, image_shap
   try:
     return init_from_lib.load(config.init_from, module, fresh)
   except ValueError as e:
-    line = _first_line(e)
+    line = checks.first_line(e)
     if config.init_from.path in line:
       raise
     raise ValueError(f'init_from.path={config.init_from.path!r}: {line}') from e
