@@ -24,7 +24,7 @@ flip, channels, normalization, then random erasing and Cutout,
 `erasing.py`), whose random draws are keyed by (seed, stream position),
 never by iteration state; RandAugment's stateless seeds are too.
 
-Extending to dense targets (segmentation, issue 7): a source adds a
+Extending to dense targets (segmentation): a source adds a
 spatially aligned array next to `image` (e.g. an int32 `[B, S, S]` label
 map); the geometric ops in `augment.py` (`pad_crop`, `flip`) already take
 such arrays through `extra=` with the same draws, and must be resized with
