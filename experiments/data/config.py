@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments import checks
 from experiments.data import randaugment
 
 AUGMENTATIONS = ('none', 'flip', 'cifar', 'shift', 'inception')
@@ -92,8 +93,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   if not isinstance(cfg.name, str) or not cfg.name:
     raise ValueError(f'data.name={cfg.name!r} is not a dataset name; valid: digits, '
                      "folder:PATH, or a TFDS name such as 'cifar10'")
-  if not isinstance(cfg.image_size, int) or cfg.image_size < 1:
-    raise ValueError(f'data.image_size={cfg.image_size!r}; must be a positive int')
+  checks.positive_int('data.image_size', cfg.image_size)
   if cfg.channels not in (None, 1, 3):
     raise ValueError(f'data.channels={cfg.channels!r}; valid: None, 1, 3')
   if cfg.augment not in AUGMENTATIONS:
@@ -110,8 +110,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                      'or both None')
   if cfg.std is not None and any(float(s) <= 0 for s in cfg.std):
     raise ValueError(f'data.std={cfg.std!r}; every entry must be > 0')
-  if not isinstance(cfg.shuffle_buffer, int) or cfg.shuffle_buffer < 1:
-    raise ValueError(f'data.shuffle_buffer={cfg.shuffle_buffer!r}; must be a positive int')
+  checks.positive_int('data.shuffle_buffer', cfg.shuffle_buffer)
 
 
 def validate_regularizers(cfg: ml_collections.ConfigDict) -> None:

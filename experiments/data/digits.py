@@ -23,6 +23,7 @@ import numpy as np
 from sklearn import datasets as sk_datasets
 from sklearn import model_selection
 
+from experiments import checks
 from experiments.data.source import ArraySplit
 
 NUM_CLASSES = 10
@@ -68,9 +69,7 @@ def check_subset(classes: Optional[Sequence[int]], per_class: Optional[int]) -> 
         any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < NUM_CLASSES
             for c in kept)):
       raise ValueError(f'data.classes={classes!r}; must be distinct digits in 0..9 (None: all)')
-  if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int)
-                                or per_class < 1):
-    raise ValueError(f'data.train_per_class={per_class!r}; must be a positive int (None: all)')
+  checks.positive_int('data.train_per_class', per_class, allow_none=True)
 
 
 def subset(labels: np.ndarray, index: np.ndarray, classes: Optional[Sequence[int]],

@@ -74,6 +74,7 @@ from typing import Any, Iterable, Iterator, Optional
 import ml_collections
 import numpy as np
 
+from experiments import checks
 from experiments.data import arrays
 from experiments.data import seg_augment as seg_aug
 from experiments.data import seg_folder
@@ -130,8 +131,7 @@ def seg_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
   if cfg.augment not in AUGMENTATIONS:
     raise ValueError(f'data.augment={cfg.augment!r} for segmentation data {cfg.name!r}; '
                      f'valid: {", ".join(AUGMENTATIONS)}')
-  if not isinstance(cfg.image_size, int) or cfg.image_size < 1:
-    raise ValueError(f'data.image_size={cfg.image_size!r}; must be a positive int (the crop)')
+  checks.positive_int('data.image_size', cfg.image_size)  # the crop
   for key in ('randaugment', 'random_erasing', 'cutout'):
     if cfg.get(key):
       raise ValueError(f'data.{key}={cfg.get(key)!r} augments classification images only; '
@@ -142,8 +142,7 @@ def seg_options(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
   if not 0 < opts['cat_max_ratio'] <= 1:
     raise ValueError(f'data.seg.cat_max_ratio={opts["cat_max_ratio"]!r}; must be in (0, 1]')
   for key in ('eval_size', 'eval_label_size'):
-    if opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
-      raise ValueError(f'data.seg.{key}={opts[key]!r}; must be a positive int or None')
+    checks.positive_int(f'data.seg.{key}', opts[key], allow_none=True)
   scale = opts['eval_scale']
   if scale is not None and (len(scale) != 2 or min(scale) < 1):
     raise ValueError(f'data.seg.eval_scale={scale!r}; must be None or (long, short) sides >= 1')

@@ -35,7 +35,7 @@ def test_info_and_eval_stream_of_a_subset():
 
 @pytest.mark.parametrize('kw,match', [
     (dict(classes=(1, 1)), 'distinct digits'), (dict(classes=(10,)), 'distinct digits'),
-    (dict(classes=()), 'distinct digits'), (dict(train_per_class=0), 'positive int'),
+    (dict(classes=()), 'distinct digits'), (dict(train_per_class=0), 'positive integer'),
     (dict(name='cifar10', classes=(1,)), 'not digits'),
 ])
 def test_bad_subsets_raise(kw, match):

@@ -105,7 +105,7 @@ def test_eval_batches_hold_original_labels_and_sizes(mixed_folder):
     list(data.make_eval_iterator(_data_cfg(mixed_folder, eval_label_size=40), 4, 2))
   with pytest.raises(ValueError, match='set data.seg.eval_label_size'):
     data.make_eval_iterator(_data_cfg(mixed_folder), 4, 2, process_index=0, process_count=2)
-  with pytest.raises(ValueError, match=r'data.seg.eval_label_size=0; must be a positive int'):
+  with pytest.raises(ValueError, match=r'data.seg.eval_label_size=0; valid: a positive integer or None'):
     data.make_eval_iterator(_data_cfg(mixed_folder, eval_label_size=0), 4, 2)
 
 
