@@ -40,7 +40,8 @@ def _scipy_lm(fun, x0):
 
 
 def test_lm_rosenbrock_matches_scipy():
-  res = optim.least_squares(rosenbrock_residuals, jnp.array([-1.2, 1.0]), method='lm')
+  res = optim.least_squares(rosenbrock_residuals, jnp.array([-1.2, 1.0]),
+                            method='levenberg_marquardt')
   ref = _scipy_lm(rosenbrock_residuals, [-1.2, 1.0])
   assert bool(res.converged), res.reason
   np.testing.assert_allclose(res.x, ref.x, atol=1e-6)
@@ -60,7 +61,7 @@ def test_levenberg_nielsen_rosenbrock_about_16_iterations(solver):
   assert np.all(np.diff(res.history['fun']) <= 1e-15)
 
 
-@pytest.mark.parametrize('method', ['lm', 'gn'])
+@pytest.mark.parametrize('method', ['levenberg_marquardt', 'gauss_newton'])
 def test_michaelis_menten(method):
   args = (jnp.asarray(MM_S), jnp.asarray(MM_RATE))
   res = optim.least_squares(michaelis_menten_residuals, jnp.array([0.1, 0.1]), method=method,
@@ -76,7 +77,7 @@ def test_lm_sinusoid_fit_pytree_matches_scipy():
   t, y = _sinusoid_data()
   x0 = {'amplitude': jnp.array(1.5), 'omega': jnp.array(1.2), 'phase': jnp.array(0.0),
         'offset': jnp.array(0.0)}
-  res = optim.least_squares(sinusoid_residuals, x0, method='lm', args=(t, y))
+  res = optim.least_squares(sinusoid_residuals, x0, method='levenberg_marquardt', args=(t, y))
   keys = sorted(x0)
   unflat = lambda v: dict(zip(keys, v))  # noqa: E731
   ref = _scipy_lm(lambda v: sinusoid_residuals(unflat(v), t, y), [x0[k] for k in keys])
@@ -93,17 +94,18 @@ def _log_residuals(x):
 
 
 def test_non_finite_residuals_stop_with_reason():
-  res = optim.least_squares(_log_residuals, jnp.array([-1.0, 2.0]), method='lm')
+  res = optim.least_squares(_log_residuals, jnp.array([-1.0, 2.0]),
+                            method='levenberg_marquardt')
   assert not bool(res.converged)
   assert int(res.status) == result_lib.NON_FINITE and 'non-finite' in res.reason
   assert int(res.iterations) == 0
 
 
 @pytest.mark.parametrize('residual_fn, method, match', [
-    (lambda x: jnp.sum(x ** 2), 'lm', '1-D'),
-    (lambda x: jnp.outer(x, x), 'lm', '1-D'),
-    (lambda x: jnp.round(x).astype(jnp.int32), 'lm', 'floating'),
-    (lambda x: x[:1], 'gn', 'at least as many'),
+    (lambda x: jnp.sum(x ** 2), 'levenberg_marquardt', '1-D'),
+    (lambda x: jnp.outer(x, x), 'levenberg_marquardt', '1-D'),
+    (lambda x: jnp.round(x).astype(jnp.int32), 'levenberg_marquardt', 'floating'),
+    (lambda x: x[:1], 'gauss_newton', 'at least as many'),
     (rosenbrock_residuals, 'dogleg', 'method'),
 ])
 def test_bad_residuals_or_method_raise(residual_fn, method, match):
