@@ -33,7 +33,7 @@ from absl import flags  # noqa: E402
 
 from experiments.course import EXPERIMENTS  # noqa: E402
 from experiments.course import claim as claim_lib  # noqa: E402
-from experiments.sweeps.cli import fail  # noqa: E402
+from experiments import checks  # noqa: E402
 
 
 def parse_flags(argv: list[str]) -> flags.FlagValues:
@@ -81,11 +81,11 @@ def main(argv: list[str]) -> int:
   try:
     args = parse_flags(argv)
   except flags.Error as e:
-    fail(' '.join(str(e).split()))
+    checks.fail(e)
   names = list(args.only) or list(EXPERIMENTS)
   unknown = [n for n in names if n not in EXPERIMENTS]
   if unknown:
-    fail(f'--only: unknown experiment(s) {", ".join(unknown)}; valid: {", ".join(EXPERIMENTS)}')
+    checks.fail(f'--only: unknown experiment(s) {", ".join(unknown)}; valid: {", ".join(EXPERIMENTS)}')
   out = args.out
   os.makedirs(out, exist_ok=True)
   start = time.time()

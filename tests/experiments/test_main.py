@@ -187,7 +187,8 @@ def test_sigkill_then_rerun_resumes_bit_identical(tmp_path, capsys):
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
     steps = [r['step'] for r in metrics.read_jsonl(str(jsonl))]
-    if steps and steps[-1] >= 60:
+    # Saves are asynchronous: kill once step 50's checkpoint has been committed.
+    if steps and steps[-1] >= 60 and (killed / 'checkpoints' / '50').is_dir():
       break
     time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
@@ -195,7 +196,7 @@ def test_sigkill_then_rerun_resumes_bit_identical(tmp_path, capsys):
   assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
   done = metrics.read_jsonl(str(jsonl))
   assert 60 <= done[-1]['step'] < 400, 'the run ended before it could be killed'
-  assert sorted(os.listdir(killed / 'checkpoints'))[0] == '50'
+  assert sorted(s for s in os.listdir(killed / 'checkpoints') if s.isdigit())[0] == '50'
 
   out = run_main([*args, f'--workdir={killed}'])
   assert out.returncode == 0, out.stderr

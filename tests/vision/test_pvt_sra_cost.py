@@ -13,7 +13,7 @@ from vision import pvt
 
 def attention_cost(r: int, hw=(16, 16), dim=32, heads=2) -> tuple[int, int]:
   """(FLOPs of the batched dot_generals, elements of the score tensor QKᵀ)."""
-  attn = pvt.SpatialReductionAttention(dim, heads, sr_ratio=r, dtype=jnp.float64)
+  attn = pvt.SpatialReductionAttention(heads, sr_ratio=r, dtype=jnp.float64)
   x = jnp.zeros((1, hw[0] * hw[1], dim), jnp.float64)
   params = jax.eval_shape(lambda k, v: attn.init(k, v, hw), jax.random.PRNGKey(0), x)
   flops, scores = 0, 0
