@@ -25,8 +25,9 @@ def _saved(tmp_path, steps=(1, 2, 3)) -> checkpointing.Checkpointer:
   return ckpt
 
 
-def _truncate(step_dir: str) -> None:
-  for f in glob.glob(os.path.join(step_dir, '**'), recursive=True):
+def truncate_files(directory: str) -> None:
+  """Empties every file below `directory` (a torn copy or a full disk)."""
+  for f in glob.glob(os.path.join(directory, '**'), recursive=True):
     if os.path.isfile(f):
       open(f, 'w').close()
 
@@ -55,7 +56,7 @@ def test_no_checkpoint_starts_fresh(tmp_path):
 def test_truncated_newest_is_moved_aside_and_older_restores(tmp_path):
   ckpt = _saved(tmp_path)
   ckpt.close()
-  _truncate(os.path.join(tmp_path, 'checkpoints', '3'))
+  truncate_files(os.path.join(tmp_path, 'checkpoints', '3'))
   lines = []
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=5)
   step, state = ckpt.restore_latest(_state(0), log=lines.append)
@@ -94,7 +95,7 @@ def test_all_damaged_is_one_clear_error(tmp_path):
   ckpt = _saved(tmp_path, steps=(1, 2))
   ckpt.close()
   for s in (1, 2):
-    _truncate(os.path.join(tmp_path, 'checkpoints', str(s)))
+    truncate_files(os.path.join(tmp_path, 'checkpoints', str(s)))
   ckpt = checkpointing.Checkpointer(str(tmp_path), keep=5)
   with pytest.raises(checkpointing.DamagedCheckpointError, match='no intact checkpoint'):
     ckpt.restore_latest(_state(0), log=lambda _: None)

@@ -2,7 +2,6 @@
 intact one, a live run's workdir is refused, NaN eval metrics stop the run."""
 from __future__ import annotations
 
-import glob
 import math
 import os
 import signal
@@ -18,6 +17,7 @@ from experiments import preemption
 from experiments import workdir_lock
 from experiments.trainer import loop
 from experiments.trainer import state as state_lib
+from tests.experiments.test_checkpoint_recovery import truncate_files
 from tests.experiments.test_main import comparable
 from tests.experiments.test_main import main_inprocess
 from tests.experiments.test_main import MLP
@@ -65,9 +65,7 @@ def test_truncated_newest_checkpoint_is_moved_aside_and_the_run_resumes(tmp_path
   workdir = tmp_path / 'damaged'
   status, err = main_inprocess([*ARGS, f'--workdir={workdir}'], capsys)
   assert status == 0, err
-  for f in glob.glob(str(workdir / 'checkpoints' / '300' / '**'), recursive=True):
-    if os.path.isfile(f):
-      open(f, 'w').close()
+  truncate_files(str(workdir / 'checkpoints' / '300'))
   out = run_main([*ARGS, f'--workdir={workdir}'])
   assert out.returncode == 0, out.stderr
   assert 'Traceback' not in out.stderr
@@ -85,9 +83,7 @@ def test_every_checkpoint_damaged_exits_2_naming_the_directory(tmp_path, capsys)
   workdir = tmp_path / 'ruined'
   status, err = main_inprocess([*args, f'--workdir={workdir}'], capsys)
   assert status == 0, err
-  for f in glob.glob(str(workdir / 'checkpoints' / '*' / '**'), recursive=True):
-    if os.path.isfile(f):
-      open(f, 'w').close()
+  truncate_files(str(workdir / 'checkpoints'))
   out = run_main([*args, f'--workdir={workdir}'])
   assert out.returncode == 2
   assert out.stderr.count('\n') == 1 and 'no intact checkpoint in' in out.stderr
