@@ -2,27 +2,26 @@ r"""Benchmarks: each figure is a ratio against a peer measured in the same run.
 
     python -m experiments.benchmark                  # every section
     python -m experiments.benchmark --only optim     # one section
-    python -m experiments.benchmark --only models,train --quick
+    python -m experiments.benchmark --only models,seg,train --json=bench.json
 
-Prints a table, then one JSON line per measurement (prefix `BENCH `), so
-results can be grepped out of logs. Sections: optim (first-order updates vs
+Prints a header (CPU model, cores, versions, the float32 matmul peak of jax
+and torch: experiments/benchmarks/machine.py), one JSON line per
+measurement (prefix `BENCH `) so results can be grepped out of logs, then a
+table; `--json=FILE` also writes {"header": …, "rows": […]} to FILE. Sections: optim (first-order updates vs
 optax; minimize(lbfgs) vs scipy), models (forward/train step vs HuggingFace
 PyTorch), train (trainer loop vs bare step, input pipeline), seg (SegFormer-B0
 train step vs HuggingFace).
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-  from experiments import malloc_tuning  # first: it may re-execute the process
-  malloc_tuning.reexec_with_malloc_tunables()
-
 import importlib
 import json
-import os
 import sys
 
 from absl import app
 from absl import flags
+
+from experiments.benchmarks import machine
 
 # A section runs its modules in order; `optim` covers first- and second-order.
 SECTIONS = {
@@ -34,6 +33,7 @@ SECTIONS = {
 
 _ONLY = flags.DEFINE_list('only', list(SECTIONS), f'Sections to run, of {list(SECTIONS)}.')
 _QUICK = flags.DEFINE_bool('quick', False, 'Smaller sizes and fewer repeats (smoke run).')
+_JSON = flags.DEFINE_string('json', None, 'Also write the header and rows to this JSON file.')
 
 
 def format_table(rows: list[dict]) -> str:
@@ -52,6 +52,9 @@ def main(argv: list[str]) -> None:
     print(f'Unknown benchmark section(s) {unknown}; valid: {", ".join(SECTIONS)}',
           file=sys.stderr)
     sys.exit(2)
+  header = machine.describe(_QUICK.value)
+  print(machine.format_header(header), flush=True)
+  print('BENCH_HEADER ' + json.dumps(header), flush=True)
   rows = []
   for section in _ONLY.value:
     for module_name in SECTIONS[section]:
@@ -59,11 +62,12 @@ def main(argv: list[str]) -> None:
       for m in module.run(quick=_QUICK.value):
         rows.append(m.as_dict())
         print('BENCH ' + json.dumps(rows[-1]), flush=True)
-  print('\nratio > 1: ours is faster (time ratio peer/ours, or throughput ours/peer)')
-  # Both sides share the process, so both run under this malloc setting.
-  print(f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "(unset)")} '
-        '(see experiments/malloc_tuning.py)')
+  print('\n' + machine.format_header(header))
+  print('ratio > 1: ours is faster (time ratio peer/ours, or throughput ours/peer)')
   print(format_table(rows))
+  if _JSON.value:
+    with open(_JSON.value, 'w') as f:
+      json.dump({'header': header, 'rows': rows}, f, indent=1)
 
 
 if __name__ == '__main__':

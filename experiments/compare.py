@@ -30,10 +30,6 @@ Exit status: 0 done; 2 bad command line or config (one line on stderr).
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-  from experiments import malloc_tuning  # first: it may re-execute the process
-  malloc_tuning.reexec_with_malloc_tunables()
-
 import csv
 import dataclasses
 import math

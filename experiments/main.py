@@ -25,10 +25,6 @@ SIGINT: the step reached was saved; rerun the same command to resume).
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-  from experiments import malloc_tuning  # first: it may re-execute the process
-  malloc_tuning.reexec_with_malloc_tunables()
-
 import os
 import sys
 import time

@@ -31,10 +31,6 @@ line on stderr, before any trial starts).
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-  from experiments import malloc_tuning  # first: it may re-execute the process
-  malloc_tuning.reexec_with_malloc_tunables()
-
 import os
 import sys
 

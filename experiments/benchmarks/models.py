@@ -13,7 +13,7 @@ registered) at batch 8 and 224×224 on CPU:
 * compile seconds of both jitted functions (in `extra`; PyTorch eager has none);
 * utilisation: achieved FLOP/s (XLA's cost analysis of our step, applied to
   both sides since the models are the same) as a fraction of the machine's
-  float32 matmul peak, measured here with a large jitted `jnp.dot`.
+  float32 matmul peak (a large jitted `jnp.dot`, experiments/benchmarks/machine.py).
 
 Both sides run in the same process, interleaved call by call (A, B, A, B…)
 so background load hits both alike; PyTorch uses as many intra-op threads as
@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 import vision
+from experiments.benchmarks import machine
 from experiments.benchmarks.common import Measurement
 from experiments.benchmarks.common import interleaved_times
 
@@ -42,19 +43,6 @@ IMG = 224
 def _sync(x: Any) -> Any:
   """Waits for jax arrays; torch on CPU has already finished when it returns."""
   return jax.block_until_ready(x)
-
-
-def matmul_peak_flops(n: int, repeats: int) -> float:
-  """float32 FLOP/s of an n×n×n jitted matmul (2n³ flops), the best of `repeats`."""
-  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
-  mm = jax.jit(jnp.dot)
-  _sync(mm(a, a))
-  best = float('inf')
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    _sync(mm(a, a))
-    best = min(best, time.perf_counter() - t0)
-  return 2 * n ** 3 / best
 
 
 def _hf_model(name: str):
@@ -147,7 +135,7 @@ def run(quick: bool) -> list[Measurement]:
   cores = os.cpu_count() or 1
   torch.set_num_threads(cores)
   repeats, warmup = (3, 1) if quick else (10, 2)
-  peak = matmul_peak_flops(1024 if quick else 2048, repeats=3 if quick else 10)
+  peak = machine.jax_matmul_peak(1024 if quick else 2048, repeats=3 if quick else 10)
   names = ['vit_small_patch16_224']
   if 'swin_tiny_patch4_window7_224' in vision.list_models():
     names.append('swin_tiny_patch4_window7_224')

@@ -17,10 +17,6 @@ Exit status: 0 every claim holds; 1 some claim fails; 2 bad command line
 """
 from __future__ import annotations
 
-if __name__ == '__main__':
-  from experiments import malloc_tuning  # first: it may re-execute the process
-  malloc_tuning.reexec_with_malloc_tunables()
-
 import importlib
 import json
 import os
