@@ -5,7 +5,7 @@
     logits = module.apply(variables, images, train=False)
 
 Importing `vision` applies the CPU host settings of `vision/host_runtime.py`
-(docs/malloc.md); `vision.HOST_RUNTIME` records what is in force.
+(docs/host_runtime.md); `vision.HOST_RUNTIME` records what is in force.
 """
 from vision import host_runtime
 
