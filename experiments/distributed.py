@@ -28,6 +28,8 @@ from typing import Callable, Optional
 
 from absl import flags
 
+from experiments import checks
+
 COLLECTIVES_ENV = 'JAX_CPU_COLLECTIVES_IMPLEMENTATION'
 
 
@@ -118,17 +120,39 @@ def wanted(launch: Launch, config_distributed: bool) -> bool:
   return launch.explicit or launch.local_device_ids is not None or bool(config_distributed)
 
 
+def any_process(flag: bool) -> bool:
+  """True on every process when `flag` is True on any (a collective when there are several)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return flag
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
+
+
 def initialize(launch: Launch) -> None:
   """`jax.distributed.initialize` with the flags given (None: JAX detects them).
 
   Must run before anything initialises a JAX backend.
+
+  Raises:
+    RuntimeError: one line, when JAX finds no cluster or cannot reach the coordinator.
   """
   import jax  # pylint: disable=g-import-not-at-top
   if COLLECTIVES_ENV not in os.environ:
     # Pinned: jaxlib versions differ in their default, and without collectives a CPU psum
     # across processes fails.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(
-      coordinator_address=launch.coordinator_address, num_processes=launch.num_processes,
-      process_id=launch.process_id,
-      local_device_ids=None if launch.local_device_ids is None else list(launch.local_device_ids))
+  try:
+    jax.distributed.initialize(
+        coordinator_address=launch.coordinator_address, num_processes=launch.num_processes,
+        process_id=launch.process_id,
+        local_device_ids=(None if launch.local_device_ids is None
+                          else list(launch.local_device_ids)))
+  except Exception as e:  # pylint: disable=broad-except  (no cluster found, coordinator down)
+    where = ('' if launch.explicit else
+             ' (no --coordinator_address: JAX looked for Slurm, Open MPI or Cloud TPU in the '
+             'environment; off those, pass --coordinator_address, --num_processes and '
+             '--process_id)')
+    raise RuntimeError(f'jax.distributed.initialize failed: {checks.one_line(e)}{where}'
+                       ) from None

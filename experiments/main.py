@@ -116,8 +116,8 @@ def main(argv: list[str]) -> int:
   if distributed.wanted(launch, config.get('distributed')):
     try:
       distributed.initialize(launch)
-    except Exception as e:  # pylint: disable=broad-except  (no cluster found, coordinator down)
-      checks.fail(f'jax.distributed.initialize failed: {checks.one_line(e)}')
+    except RuntimeError as e:
+      checks.fail(e)
 
   from experiments import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments import preemption  # pylint: disable=g-import-not-at-top

@@ -78,8 +78,7 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
     checkpointing.DamagedCheckpointError: checkpoints exist and none is intact.
   """
   with contextlib.ExitStack() as stack:
-    if jax.process_index() == 0:
-      stack.enter_context(workdir_lock.WorkdirLock(workdir))
+    stack.enter_context(workdir_lock.for_run(workdir))
     stop_request = stack.enter_context(preemption.StopRequest())
     return _train(setup, workdir, stop_request, progress_stream)
 
