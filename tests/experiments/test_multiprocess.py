@@ -4,7 +4,8 @@ Two `python -m experiments.main` processes with 4 fake CPU devices each
 (coordinator on 127.0.0.1) train the same global batch as one process with
 8 devices and must log the same metrics; killed with SIGKILL after a
 committed checkpoint and rerun, they must end where the uninterrupted pair
-ends. Bad launch flags exit 2 with one line and write nothing.
+ends. A held workdir and bad launch flags exit 2 with one line and write
+nothing.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 from experiments import main
 from experiments import metrics
 from experiments import workdir_lock
+from tests.experiments.test_checkpoint_recovery import truncate_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The config.parallelism values run across 2 processes; every value the trainer offers
@@ -142,14 +144,18 @@ def test_two_processes_match_one(one_by_eight, two_by_four):
 
 
 def test_sigkill_both_then_rerun_both_resumes(two_by_four, tmp_path, logs):
+  """SIGKILL both once two checkpoints are committed, then tear (empty) the newest: the
+  rerun's processes agree to set it aside, resume from the one before and end as the
+  uninterrupted pair ended."""
   mode, straight, _, _ = two_by_four
   workdir = tmp_path / f'killed_{mode}'
+  ckpts = workdir / 'checkpoints'
   with _pair(_args(mode), workdir, logs) as procs:
     deadline = time.time() + TIMEOUT
     while time.time() < deadline and all(p.poll() is None for p in procs):
       steps = [r['step'] for r in metrics.read_jsonl(str(workdir / metrics.METRICS_FILE))]
-      # Saves are asynchronous: kill once step 30's checkpoint has been committed.
-      if steps and steps[-1] >= 40 and (workdir / 'checkpoints' / '30').is_dir():
+      # Saves are asynchronous: kill once step 60's checkpoint has been committed.
+      if steps and steps[-1] >= 70 and (ckpts / '60').is_dir():
         break
       time.sleep(0.01)
     for p in procs:
@@ -158,11 +164,14 @@ def test_sigkill_both_then_rerun_both_resumes(two_by_four, tmp_path, logs):
       p.wait()
     assert [p.returncode for p in procs] == [-signal.SIGKILL] * 2
   reached = _records(workdir)[-1]['step']
-  assert 40 <= reached < 120, 'the run ended before it could be killed'
+  assert 70 <= reached < 120, 'the run ended before it could be killed'
+  *_, older, newest = sorted(int(s) for s in os.listdir(ckpts) if s.isdigit())
+  truncate_files(str(ckpts / str(newest)))
 
   with _pair(_args(mode), workdir, logs) as procs:
     outs = _finish(procs, workdir, logs)
-  assert 'Resuming from' in outs[0]
+  assert f'{ckpts / str(newest)} is damaged' in outs[0], outs[0]
+  assert f'Resuming from {ckpts / str(older)} ' in outs[0], outs[0]
   resumed = _comparable(_records(workdir))
   assert [r['step'] for r in resumed] == list(range(10, 121, 10))
   assert resumed == _comparable(_records(straight))  # exact: same processes, same sums
