@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 
+from experiments import config_validation
 from experiments import main
 from experiments import metrics
 from experiments import workdir_lock
@@ -177,17 +178,21 @@ def test_sigkill_both_then_rerun_both_resumes(two_by_four, tmp_path, logs):
   assert resumed == _comparable(_records(straight))  # exact: same processes, same sums
 
 
-def test_a_held_workdir_stops_both_processes(two_by_four, logs):
+def test_a_held_workdir_stops_both_processes(tmp_path, logs):
   """Process 0 finds the lock taken; its peer learns it and stops too, rather than waiting."""
-  mode, workdir, _, _ = two_by_four
+  workdir = tmp_path / 'held'
+  saved, *_ = main.prepare(['main', *ARGS, f'--workdir={workdir}'])
+  workdir.mkdir()
+  config_validation.write_config(str(workdir), saved)  # a workdir this command resumes
   with workdir_lock.WorkdirLock(str(workdir)):
-    with _pair(_args(mode), workdir, logs) as procs:
+    with _pair(ARGS, workdir, logs) as procs:
       deadline = time.time() + TIMEOUT
       for p in procs:
         p.wait(timeout=max(1, deadline - time.time()))
   outs = [(logs / f'{workdir.name}.{i}.log').read_text() for i in range(2)]
   assert [p.returncode for p in procs] == [2, 2], outs
   assert all('is in use by a live run' in out for out in outs), outs
+  assert sorted(os.listdir(workdir)) == ['.lock', 'config.json']
 
 
 @pytest.mark.parametrize('flags,expected', [
