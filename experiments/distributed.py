@@ -17,7 +17,10 @@ unless the environment names another).
 
 Each process then sees `jax.process_count()` processes and its own
 `jax.process_index()`; the trainer feeds each its slice of every global
-batch and lets only process 0 write files other than checkpoints.
+batch, process 0 alone writes the workdir's files, and every process takes
+part in each checkpoint save and restore (orbax synchronises them).
+`any_process` is the agreement the processes need at the points where they
+could otherwise diverge: preemption, the workdir lock, a damaged checkpoint.
 """
 from __future__ import annotations
 
@@ -79,11 +82,11 @@ def _device_ids(values: list[str]) -> tuple[int, ...]:
 
 def split_address(address: str) -> tuple[str, int]:
   """'host:port' or '[v6 address]:port' -> (host, port); ValueError when malformed."""
-  host, sep, port = address.rpartition(':')
-  if host.startswith('[') and host.endswith(']'):
-    host = host[1:-1]
-  if not sep or not host or ':' in host and not address.startswith('[') or \
-      not port.isdigit() or not 1 <= int(port) <= 65535:
+  host, _, port = address.rpartition(':')
+  bracketed = host.startswith('[') and host.endswith(']')
+  host = host[1:-1] if bracketed else host
+  unbracketed_v6 = ':' in host and not bracketed
+  if not host or unbracketed_v6 or not port.isdigit() or not 1 <= int(port) <= 65535:
     raise ValueError(f'--coordinator_address={address!r}; valid: host:port of process 0 '
                      '(port 1-65535), e.g. 10.0.0.1:1234')
   return host, int(port)
