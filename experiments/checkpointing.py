@@ -32,6 +32,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from experiments import distributed
+
 CHECKPOINT_DIR = 'checkpoints'
 DAMAGED_DIR = 'checkpoints.damaged'
 CHECKSUM_FILE = 'checksums.json'
@@ -160,15 +162,22 @@ class Checkpointer:
     """
     damaged = []
     for step in reversed(self._steps_on_disk()):
+      error = None
       try:
         with _absl_errors_silenced():
-          return step, self.restore(step, target)
+          restored = self.restore(step, target)
       except Exception as e:  # pylint: disable=broad-except  (any unreadable checkpoint)
-        reason = ' '.join(str(e).split())[:200] or type(e).__name__
-        moved = self._move_aside(step)
-        damaged.append(moved)
-        log(f'checkpoint {self.path(step)} is damaged ({type(e).__name__}: {reason}); '
-            f'moved it to {moved}; trying an older one')
+        error = e
+      # Processes agree, so all resume from the same step (and all reopen orbax below).
+      if not distributed.any_process(error is not None):
+        return step, restored
+      reason = (f'{type(error).__name__}: {" ".join(str(error).split())[:200]}' if error
+                else 'another process could not read it')
+      moved = self._move_aside(step)
+      damaged.append(moved)
+      if jax.process_index() == 0:
+        log(f'checkpoint {self.path(step)} is damaged ({reason}); moved it to {moved}; '
+            'trying an older one')
     if damaged:
       raise DamagedCheckpointError(
           f'no intact checkpoint in {self.directory}: the damaged ones were moved to '
@@ -184,11 +193,12 @@ class Checkpointer:
                   if n.isdigit() and os.path.isdir(os.path.join(self.directory, n)))
 
   def _move_aside(self, step: int) -> str:
-    if jax.process_index() != 0:  # process 0 moves it; the others only skip it
-      return self.path(step)
+    """Moves `step` into DAMAGED_DIR (process 0; every process must call it)."""
     self._finish_pending()
     self._manager.close()
     self._opened = None  # its step list is stale; reopened when next needed
+    if jax.process_index() != 0:  # process 0 moves it; the others only skip it
+      return self.path(step)
     dest_dir = os.path.join(self.workdir, DAMAGED_DIR)
     os.makedirs(dest_dir, exist_ok=True)
     dest = os.path.join(dest_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')

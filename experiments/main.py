@@ -17,6 +17,16 @@ checkpoint; a workdir holding a different config is refused.
 `--help` lists every key of the config given (with --config=...), unset knobs
 with their defaults.
 
+Multi-process (one process per host, the same command on each, a shared
+--workdir; docs/multihost.md):
+  --coordinator_address=HOST:PORT  process 0's address (it serves the coordinator there)
+  --num_processes=N --process_id=I  this process among N (I in [0, N)); all three or none
+  --local_device_ids=0,1,...        the devices this process drives (default: all)
+With none of them and --config.distributed=True, JAX reads the cluster from
+Slurm / Open MPI / Cloud TPU. Each process reads only its slice of every
+global batch; process 0 alone writes metrics, events, plots and config;
+checkpoints are saved and restored by all processes together.
+
 Exit status: 0 done; 2 bad command line or config (one line on stderr,
 nothing written), a workdir another live run holds, or a workdir whose
 checkpoints are all damaged; 1 the run stopped (NaN/Inf loss or eval metric,
@@ -42,13 +52,15 @@ from experiments import checks  # noqa: E402
 from experiments import config_cli  # noqa: E402
 from experiments import config_schema  # noqa: E402
 from experiments import config_validation  # noqa: E402
+from experiments import distributed  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                               'default.py')
 
 
-def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[str], str]:
-  """(config, workdir, config source) from the command line, in a fresh FlagValues.
+def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[str], str,
+                                           distributed.Launch]:
+  """(config, workdir, config source, launch flags) from the command line, in a fresh FlagValues.
 
   The config is completed (every knob of its model, optimizer and schedule,
   experiments/config_schema.py) and has the `--config.*` overrides applied.
@@ -62,8 +74,9 @@ def parse_flags(argv: list[str]) -> tuple[ml_collections.ConfigDict, Optional[st
   workdir = flags.DEFINE_string(
       'workdir', None, 'Output directory (created; resumed if it holds the same config). '
       'Default: ./runs/<config>_<UTC time>.', flag_values=fv)
+  launch = distributed.define_flags(fv)
   fv(parsed.rest)
-  return parsed.config, workdir.value, parsed.source
+  return parsed.config, workdir.value, parsed.source, launch()
 
 
 def default_workdir(config_path: str) -> str:
@@ -72,31 +85,35 @@ def default_workdir(config_path: str) -> str:
 
 
 def prepare(argv: list[str]) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict,
-                                      str, bool]:
-  """(config to save, config to build, workdir, resume?) from the command line.
+                                      str, bool, distributed.Launch]:
+  """(config to save, config to build, workdir, resume?, launch flags) from the command line.
 
   Every check that needs neither data nor devices runs here: the config's
-  keys and value domains and the workdir, so a bad input writes nothing.
+  keys and value domains, the launch flags and the workdir, so a bad input
+  writes nothing.
   """
-  config, workdir, source = parse_flags(argv)
+  config, workdir, source, launch = parse_flags(argv)
   saved = config_schema.settle(config)
   config_validation.check_schema(saved)
   built = config_schema.scale_learning_rate(saved)
   workdir = workdir or default_workdir(source)
   config_validation.check_workdir_usable(workdir)
   resume = config_validation.check_workdir(workdir, saved)
-  return saved, built, workdir, resume
+  return saved, built, workdir, resume, launch
 
 
 def main(argv: list[str]) -> int:
   try:
-    saved, config, workdir, resume = prepare(argv)
+    saved, config, workdir, resume, launch = prepare(argv)
   except Exception as e:  # pylint: disable=broad-except  (any bad input: one line, exit 2)
     checks.fail(e)
 
   import jax  # pylint: disable=g-import-not-at-top  (after the checks: a bad input fails fast)
-  if config.get('distributed'):
-    jax.distributed.initialize()
+  if distributed.wanted(launch, config.get('distributed')):
+    try:
+      distributed.initialize(launch)
+    except RuntimeError as e:
+      checks.fail(e)
 
   from experiments import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments import preemption  # pylint: disable=g-import-not-at-top

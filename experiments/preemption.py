@@ -18,8 +18,7 @@ import signal
 import threading
 from typing import Any, Optional
 
-import jax
-import numpy as np
+from experiments import distributed
 
 EXIT_PREEMPTED = 75
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -45,12 +44,7 @@ class StopRequest:
 
   def should_stop(self) -> bool:
     """True on every process when any process has a request (a collective with >1 process)."""
-    local = self._event.is_set()
-    if jax.process_count() == 1:
-      return local
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    flags = multihost_utils.process_allgather(np.asarray(local, np.int32))
-    return bool(np.any(flags))
+    return distributed.any_process(self._event.is_set())
 
   def __enter__(self) -> 'StopRequest':
     if threading.current_thread() is threading.main_thread():

@@ -5,13 +5,18 @@ its process dies, however it dies (SIGKILL included), so a lock left by a
 killed run is stale by construction: the next run takes it over and rewrites
 the pid. A second process on a workdir whose holder is alive is refused with
 a `WorkdirBusyError` naming that pid.
+
+A run of several processes shares one workdir: process 0 alone takes the
+lock (`for_run`), and every process learns whether it got it, so a refused
+run stops on all of them rather than leaving the others waiting for it.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
-from typing import Optional
+from typing import Iterator, Optional
 
 LOCK_FILE = '.lock'
 
@@ -60,3 +65,29 @@ class WorkdirLock:
 
   def __exit__(self, *exc) -> None:
     self.release()
+
+
+@contextlib.contextmanager
+def for_run(workdir: str) -> Iterator[None]:
+  """The workdir's lock, held by process 0 for the whole run (see the module docstring).
+
+  Raises:
+    WorkdirBusyError: on every process, when a live run holds `workdir`.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import distributed  # pylint: disable=g-import-not-at-top
+  lock, refused = None, None
+  if jax.process_index() == 0:
+    try:
+      lock = WorkdirLock(workdir).acquire()
+    except WorkdirBusyError as e:
+      refused = e
+  try:
+    if distributed.any_process(refused is not None):
+      raise refused or WorkdirBusyError(
+          f'workdir {workdir!r} is in use by a live run (process 0 of this run found it '
+          'locked); wait for it to finish or choose another --workdir')
+    yield
+  finally:
+    if lock is not None:
+      lock.release()

@@ -10,6 +10,7 @@ from experiments import data as data_lib
 from experiments import weight_averaging
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import dtype_of
+from experiments.trainer.state import pmap_devices
 from experiments.trainer.state import Setup
 from experiments.trainer.state import unreplicate
 
@@ -45,8 +46,9 @@ def make_eval_fns(setup: Setup) -> EvalStep:
 
 def pmap_eval_step(setup: Setup) -> EvalStep:
   fns = make_eval_fns(setup)
-  return EvalStep(jax.pmap(fns.forward, axis_name=AXIS, devices=setup.devices),
-                  jax.pmap(fns.sums, axis_name=AXIS, devices=setup.devices))
+  devices = pmap_devices(setup.devices)
+  return EvalStep(jax.pmap(fns.forward, axis_name=AXIS, devices=devices),
+                  jax.pmap(fns.sums, axis_name=AXIS, devices=devices))
 
 
 def evaluate(eval_step: EvalStep, params, model_state, eval_batches, task, devices=None

@@ -36,6 +36,7 @@ from experiments.trainer.evaluation import pmap_eval_step
 from experiments.trainer.setup import init_state
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import NonFiniteError
+from experiments.trainer.state import pmap_devices
 from experiments.trainer.state import Preempted
 from experiments.trainer.state import replicate
 from experiments.trainer.state import Setup
@@ -77,8 +78,7 @@ def train_and_evaluate(setup: Setup, workdir: str, *, progress_stream=None) -> d
     checkpointing.DamagedCheckpointError: checkpoints exist and none is intact.
   """
   with contextlib.ExitStack() as stack:
-    if jax.process_index() == 0:
-      stack.enter_context(workdir_lock.WorkdirLock(workdir))
+    stack.enter_context(workdir_lock.for_run(workdir))
     stop_request = stack.enter_context(preemption.StopRequest())
     return _train(setup, workdir, stop_request, progress_stream)
 
@@ -122,7 +122,7 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
 
   # Update and evals, pmap'd once.
   p_train_step = jax.pmap(make_train_step(setup), axis_name=AXIS, donate_argnums=(0,),
-                          devices=setup.devices)
+                          devices=pmap_devices(setup.devices))
   p_eval_step = pmap_eval_step(setup)
   state = replicate(state, setup.devices)
   rngs = replicate(train_rng, setup.devices)

@@ -72,6 +72,22 @@ def dtype_of(name: str) -> Any:
   return getattr(jnp, name)
 
 
+def pmap_devices(devices: list[Any]) -> Optional[list[Any]]:
+  """The `devices=` of a pmap over the local `devices`.
+
+  One process: `devices` itself (possibly a subset). Several: None, pmap's
+  default of every process's devices grouped by process, so the mapped axis
+  (and its psums) spans the whole run rather than this host; pmap needs the
+  same list on every process, hence all local devices on each.
+  """
+  if jax.process_count() == 1:
+    return devices
+  if list(devices) != jax.local_devices():
+    raise ValueError(f'a multi-process run maps over every local device; got {len(devices)} '
+                     f'of {jax.local_device_count()} (use --local_device_ids to choose them)')
+  return None
+
+
 def replicate(tree: Any, devices: list[Any]) -> Any:
   """One copy of `tree` per device, stacked along a leading device axis."""
   return flax.jax_utils.replicate(tree, devices)

@@ -168,11 +168,11 @@ def test_resume_compares_equal(tmp_path, capsys):
   from experiments import config_validation  # pylint: disable=g-import-not-at-top
   args = ['main', f'--config={BASE}', f'--workdir={tmp_path / "run"}',
           '--config.optimizer.nesterov=True', '--config.model.overrides.weight_init=he']
-  saved, _, workdir, resume = main.prepare(args)
+  saved, _, workdir, resume, _ = main.prepare(args)
   assert not resume
   os.makedirs(workdir)
   config_validation.write_config(workdir, saved)
-  again, _, _, resume = main.prepare(args)
+  again, _, _, resume, _ = main.prepare(args)
   assert resume and config_validation.canonical(again) == config_validation.canonical(saved)
 
 
