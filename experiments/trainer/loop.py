@@ -8,8 +8,8 @@ newest intact one; a damaged one is moved aside), input, update and evals
 compiled once for `config.parallelism` (trainer/parallel.py: pmap over the
 local devices, or jit over a mesh with the state replicated or sharded;
 state donated), then per step: log, evaluate, checkpoint. Non-finite steps
-are detected one step late (a cheap sync) and stop the run with `NonFiniteError`, as do non-finite eval
-metrics. Evals cover the raw weights ('val/*') and any EMA/Polyak average
+are detected one step late (a cheap sync) and stop the run with
+`NonFiniteError`, as do non-finite eval metrics. Evals cover the raw weights ('val/*') and any EMA/Polyak average
 ('val_ema/*', 'val_polyak/*'); with `early_stopping.metric` set the run stops
 when the metric stalls and keeps its best state in checkpoints/best
 (trainer/stopping.py). SIGTERM/SIGINT finish the current step, save it and
