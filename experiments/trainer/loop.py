@@ -6,16 +6,16 @@
 In the order a run goes through: lock the workdir, checkpoint (restore the
 newest intact one; a damaged one is moved aside), input, update and evals
 compiled once for `config.parallelism` (trainer/parallel.py: pmap over the
-local devices, or jit over a mesh with the state replicated or sharded;
-state donated), then per step: log, evaluate, checkpoint. Non-finite steps
-are detected one step late (a cheap sync) and stop the run with
-`NonFiniteError`, as do non-finite eval metrics. Evals cover the raw weights ('val/*') and any EMA/Polyak average
-('val_ema/*', 'val_polyak/*'); with `early_stopping.metric` set the run stops
-when the metric stalls and keeps its best state in checkpoints/best
-(trainer/stopping.py). SIGTERM/SIGINT finish the current step, save it and
-raise `Preempted` once the save is on disk. Checkpoints are written
-asynchronously (`config.async_checkpoints`): the next steps run while orbax
-writes.
+local devices, or jit over a mesh with the state replicated or sharded; state
+donated), then per step: log, evaluate, checkpoint. Non-finite steps are
+detected one step late (a cheap sync) and stop the run with `NonFiniteError`,
+as do non-finite eval metrics. Evals cover the raw weights ('val/*') and any
+EMA/Polyak average ('val_ema/*', 'val_polyak/*'); with `early_stopping.metric`
+set the run stops when the metric stalls and keeps its best state in
+checkpoints/best (trainer/stopping.py). SIGTERM/SIGINT finish the current
+step, save it and raise `Preempted` once the save is on disk. Checkpoints are
+written asynchronously (`config.async_checkpoints`): the next steps run while
+orbax writes.
 """
 from __future__ import annotations
 
