@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from experiments import checkpointing
+from experiments import config_validation
 from experiments import metrics
 from experiments import train
 from experiments.trainer import parallel
@@ -124,3 +125,15 @@ def test_bad_parallelism_exits_2_with_one_line(tmp_path, capsys, config, args, e
   status, err = main_inprocess([f'--config=experiments/configs/{config}',
                                 f'--workdir={workdir}', *args], capsys)
   _assert_refused(status, err, workdir, expected)
+
+
+def test_workdir_resumes_under_another_parallelism(tmp_path):
+  """config.json may differ in `parallelism` only (also absent, from an older run)."""
+  config = tiny_config()
+  config_validation.write_config(str(tmp_path), config)
+  assert config_validation.check_workdir(str(tmp_path), tiny_config(parallelism='fsdp'))
+  with pytest.raises(ValueError, match='batch_size: 64 -> 32'):
+    config_validation.check_workdir(str(tmp_path), tiny_config(parallelism='jit', batch_size=32))
+  del config.parallelism
+  config_validation.write_config(str(tmp_path), config)
+  assert config_validation.check_workdir(str(tmp_path), tiny_config(parallelism='jit'))
