@@ -179,6 +179,11 @@ def _augmentations() -> tuple[str, ...]:
   return tuple(dict.fromkeys((*data_config.AUGMENTATIONS, *seg_pipeline.AUGMENTATIONS)))
 
 
+def _parallelisms() -> tuple[str, ...]:
+  from experiments.trainer import sharding  # pylint: disable=g-import-not-at-top
+  return sharding.MODES
+
+
 # Compute dtypes by their jnp names (parameters and optimizer state stay float32).
 DTYPES = ('float32', 'bfloat16')
 
@@ -208,6 +213,7 @@ FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'async_checkpoints': BOOL,
     'prefetch': COUNT,
     'distributed': BOOL,
+    'parallelism': lambda: one_of(*_parallelisms()),
     'data.name': STR,
     'data.image_size': COUNT,
     'data.channels': Domain('int', lo=1, hi=3, choices=(1, 3)).or_none(),

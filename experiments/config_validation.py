@@ -6,7 +6,7 @@ hyper-parameters and schedule keywords, and out-of-domain values
 and what is valid; `train.build` then checks the config against the data,
 model and optimizer. `check_workdir_usable` refuses a workdir that is a file
 or cannot be written; `check_workdir` refuses to resume a workdir whose
-config.json differs from the config given.
+config.json differs from the config given (except in `RESUMABLE_KEYS`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ REQUIRED = ('seed', 'task', 'model', 'data', 'batch_size', 'optimizer', 'schedul
             'label_smoothing', 'reg', 'dtype', 'accum_steps', 'log_every', 'eval_every',
             'checkpoint_every', 'keep_checkpoints', 'full_batch', 'grad_clip_norm')
 CONFIG_FILE = 'config.json'
+# Keys a run may resume with a different value of: how it runs, not what it computes
+# (checkpoints do not depend on the parallelism).
+RESUMABLE_KEYS = ('parallelism',)
 
 
 def _unknown(section: str, owner: str, keys: Any, valid: Any) -> None:
@@ -146,6 +149,9 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   with open(path) as f:
     saved = json.load(f)
   current = canonical(config)
+  for key in RESUMABLE_KEYS:  # compared without them (also when an older config.json lacks one)
+    saved.pop(key, None)
+    current.pop(key, None)
   if saved != current:
     diffs = _diff(saved, current)
     shown = '; '.join(diffs[:3]) + (f' (+{len(diffs) - 3} more)' if len(diffs) > 3 else '')

@@ -86,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.async_checkpoints = True
   c.prefetch = 2
   c.distributed = False
+  c.parallelism = 'pmap'  # 'pmap' | 'jit' | 'fsdp' (docs/experiments.md, "Parallelism")
   c.mixup = mixing.default_config()  # Mixup/CutMix on device; off (both alphas 0)
   c.ema = weight_averaging.ema_config()  # EMA of the weights, evaluated as val_ema/*
   c.polyak = weight_averaging.polyak_config()  # uniform iterate average, val_polyak/*

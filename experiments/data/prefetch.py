@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import jax
 import numpy as np
@@ -24,13 +24,16 @@ def _shard(batch: Any, sharding: jax.sharding.Sharding) -> Any:
 
 
 def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
-                       devices: Optional[Sequence[jax.Device]] = None) -> Iterator[Any]:
+                       devices: Optional[Sequence[jax.Device]] = None,
+                       place: Optional[Callable[[Any], Any]] = None) -> Iterator[Any]:
   """Yields the batches of `iterator` as device arrays sharded over `devices`.
 
   Args:
     iterator: yields pytrees of arrays with leading axis len(devices).
     size: batches transferred ahead of the consumer (>= 1).
     devices: defaults to `jax.local_devices()`.
+    place: host batch -> device batch, instead of the split over `devices`
+      (the jit trainer's global arrays on its mesh).
   """
   if size < 1:
     raise ValueError(f'size={size} must be >= 1')
@@ -44,7 +47,7 @@ def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
   def producer():
     try:
       for batch in iterator:
-        item = _shard(batch, sharding)
+        item = place(batch) if place is not None else _shard(batch, sharding)
         while not stop.is_set():
           try:
             q.put(item, timeout=0.1)

@@ -6,6 +6,9 @@
 - `setup`: `build(config)` (validate and assemble, nothing run) and `init_state`;
 - `step`: the pure `train_step(state, batch, rng)`;
 - `evaluation`: the eval step, `evaluate` and `evaluate_averages` (val_ema, val_polyak);
+- `sharding`: the fsdp layout of the state and its bytes per device, from shapes;
+- `parallel`: `config.parallelism` ('pmap' | 'jit' | 'fsdp'): the compiled step and
+  evals, and where the state and batches live;
 - `stopping`: early stopping, the best weights in checkpoints/best, best.json;
 - `loop`: `train_and_evaluate(setup, workdir)`.
 """

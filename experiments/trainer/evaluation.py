@@ -1,7 +1,7 @@
 """Evals: every example of the eval split exactly once, summed in float64 on the host."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -16,19 +16,27 @@ from experiments.trainer.state import unreplicate
 
 
 class EvalStep(NamedTuple):
-  """An eval step in two pmapped halves, so the model compiles once per image shape.
+  """An eval step in two compiled halves, so the model compiles once per image shape.
 
   `forward(params, model_state, images) -> logits` (dense tasks: the task's
   whole-image or sliding-window `predict`); `sums(logits, batch) -> task
-  sums`, psum'd over AXIS. Batches whose labels differ in shape (dense eval
-  at the original label resolution) recompile only `sums`.
+  sums`, psum'd over AXIS under pmap. Batches whose labels differ in shape (dense eval
+  at the original label resolution) recompile only `sums`. `place` puts a
+  host batch `[D, b/D, ...]` on the devices (None: split over them for pmap);
+  `host` brings the sums back (one copy, numpy).
   """
   forward: Callable[..., jax.Array]
   sums: Callable[..., dict[str, jax.Array]]
+  place: Optional[Callable[[Any], Any]] = None
+  host: Callable[[Any], Any] = unreplicate
 
 
-def make_eval_fns(setup: Setup) -> EvalStep:
-  """The pure halves of the eval step (see `EvalStep`); `pmap_eval_step` maps them."""
+def make_eval_fns(setup: Setup, axis: Optional[str] = AXIS) -> EvalStep:
+  """The pure halves of the eval step (see `EvalStep`); `pmap_eval_step` maps them.
+
+  `axis`: the pmap axis the sums are psum'd over, or None under `jax.jit`
+  (global arrays: the sums are already over the whole batch).
+  """
   module, task, dtype = setup.module, setup.task, dtype_of(setup.config.dtype)
 
   def forward(params, model_state, images):
@@ -39,7 +47,8 @@ def make_eval_fns(setup: Setup) -> EvalStep:
 
   def sums(logits, batch):
     extras = {k: v for k, v in batch.items() if k not in ('image', 'label', 'mask')}
-    return jax.lax.psum(task.eval_sums(logits, batch['label'], batch['mask'], **extras), AXIS)
+    out = task.eval_sums(logits, batch['label'], batch['mask'], **extras)
+    return out if axis is None else jax.lax.psum(out, axis)
 
   return EvalStep(forward, sums)
 
@@ -55,10 +64,11 @@ def evaluate(eval_step: EvalStep, params, model_state, eval_batches, task, devic
              ) -> dict[str, float]:
   """Runs one pass over `eval_batches`; sums in float64 on the host."""
   sums = None
-  for batch in data_lib.prefetch_to_device(iter(eval_batches), 2, devices):
+  for batch in data_lib.prefetch_to_device(iter(eval_batches), 2, devices,
+                                           place=eval_step.place):
     logits = eval_step.forward(params, model_state, batch['image'])
     rest = {k: v for k, v in batch.items() if k != 'image'}
-    out = unreplicate(eval_step.sums(logits, rest))
+    out = eval_step.host(eval_step.sums(logits, rest))
     out = jax.tree.map(lambda x: np.asarray(x, np.float64), out)
     sums = out if sums is None else jax.tree.map(np.add, sums, out)
   metrics = task.eval_metrics(sums)

@@ -5,16 +5,17 @@
 
 In the order a run goes through: lock the workdir, checkpoint (restore the
 newest intact one; a damaged one is moved aside), input, update and evals
-pmap'd once over the local devices (axis `AXIS`, state donated), then per
-step: log, evaluate, checkpoint. Non-finite steps are detected one step late
-(a cheap sync) and stop the run with `NonFiniteError`, as do non-finite eval
-metrics. Evals cover the raw weights ('val/*') and any EMA/Polyak average
-('val_ema/*', 'val_polyak/*'); with `early_stopping.metric` set the run stops
-when the metric stalls and keeps its best state in checkpoints/best
-(trainer/stopping.py). SIGTERM/SIGINT finish the current step, save it and
-raise `Preempted` once the save is on disk. Checkpoints are written
-asynchronously (`config.async_checkpoints`): the next steps run while orbax
-writes.
+compiled once for `config.parallelism` (trainer/parallel.py: pmap over the
+local devices, or jit over a mesh with the state replicated or sharded; state
+donated), then per step: log, evaluate, checkpoint. Non-finite steps are
+detected one step late (a cheap sync) and stop the run with `NonFiniteError`,
+as do non-finite eval metrics. Evals cover the raw weights ('val/*') and any
+EMA/Polyak average ('val_ema/*', 'val_polyak/*'); with `early_stopping.metric`
+set the run stops when the metric stalls and keeps its best state in
+checkpoints/best (trainer/stopping.py). SIGTERM/SIGINT finish the current
+step, save it and raise `Preempted` once the save is on disk. Checkpoints are
+written asynchronously (`config.async_checkpoints`): the next steps run while
+orbax writes.
 """
 from __future__ import annotations
 
@@ -31,17 +32,12 @@ from experiments import metrics as metrics_lib
 from experiments import preemption
 from experiments import workdir_lock
 from experiments.trainer import stopping
+from experiments.trainer import parallel
 from experiments.trainer.evaluation import evaluate_averages
-from experiments.trainer.evaluation import pmap_eval_step
 from experiments.trainer.setup import init_state
-from experiments.trainer.state import AXIS
 from experiments.trainer.state import NonFiniteError
-from experiments.trainer.state import pmap_devices
 from experiments.trainer.state import Preempted
-from experiments.trainer.state import replicate
 from experiments.trainer.state import Setup
-from experiments.trainer.state import unreplicate
-from experiments.trainer.step import make_train_step
 
 
 def _every(step: int, every: Optional[int], total: int) -> bool:
@@ -115,17 +111,19 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
       config.data, setup.global_batch, config.seed, start_step=start_step,
       num_local_devices=setup.num_local_devices, process_index=jax.process_index(),
       process_count=jax.process_count(), full_batch=config.full_batch)
-  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch', 2), setup.devices)
+  par = parallel.make(setup)
+  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch', 2), setup.devices,
+                                           place=par.place_batch)
   eval_batches = data_lib.make_eval_iterator(
       config.data, setup.eval_batch, setup.num_local_devices, jax.process_index(),
       jax.process_count())
 
-  # Update and evals, pmap'd once.
-  p_train_step = jax.pmap(make_train_step(setup), axis_name=AXIS, donate_argnums=(0,),
-                          devices=pmap_devices(setup.devices))
-  p_eval_step = pmap_eval_step(setup)
-  state = replicate(state, setup.devices)
-  rngs = replicate(train_rng, setup.devices)
+  # Update and evals, compiled once for the mode; the state placed on its devices.
+  p_train_step, p_eval_step = par.train_step, par.eval_step
+  state = par.place_state(state)
+  rngs = par.place_rng(train_rng)
+  progress.message(f'parallelism={par.mode} over {par.num_devices} device(s): parameters + '
+                   f'optimizer state {par.state_bytes / 2**20:.2f} MiB per device.')
 
   record: dict[str, Any] = {}
   if setup.total_steps == 0 and not start_step:
@@ -134,7 +132,7 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
   last_logged_train = None
 
   def check(step, m):
-    if not bool(unreplicate(m['finite'])):
+    if not bool(par.host(m['finite'])):
       where = (f'the last good checkpoint is {last_good}' if last_good else
                'no checkpoint was written yet')
       raise NonFiniteError(f'loss or gradients are NaN/Inf at step {step}; stopped, '
@@ -164,9 +162,10 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
       pending = None
       record = {}
       if do_log:
-        host = unreplicate(m)
+        host = par.host(m)
         host.pop('finite')
         record.update({k: float(v) for k, v in host.items()})
+        record['state_bytes_per_device'] = float(par.state_bytes)
         record.update(progress.measure(step))
         record['epoch'] = step * setup.global_batch / setup.info.num_train
         last_logged_train = step
@@ -178,11 +177,11 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
         _check_eval_finite(step, evals, last_good)
         record.update(evals)
         if keeper is not None:
-          stop = keeper.update(step, record, lambda: unreplicate(state))
+          stop = keeper.update(step, record, lambda: par.host(state))
           record.update(keeper.record())
           do_ckpt = do_ckpt or stop  # a stopped run resumes as finished
       if do_ckpt:
-        ckpt.save(step, unreplicate(state),
+        ckpt.save(step, par.host(state),
                   extras=keeper.checkpoint_extras() if keeper is not None else None)
         last_good = ckpt.path(step)
       if record:

@@ -29,6 +29,7 @@ from experiments import tasks as tasks_lib
 from experiments import weight_averaging
 from experiments.trainer import durations
 from experiments.trainer import optimizer as optimizer_lib
+from experiments.trainer import parallel
 from experiments.trainer.state import AXIS
 from experiments.trainer.state import dtype_of
 from experiments.trainer.state import Setup
@@ -50,8 +51,10 @@ def model_overrides(config: ml_collections.ConfigDict, info: data_lib.DatasetInf
       overrides[key] = value
   if config.dtype != 'float32' and 'dtype' in fields:
     overrides['dtype'] = dtype_of(config.dtype)
-  if config.get('sync_batch_norm', True) and 'bn_axis_name' in fields:
-    overrides.setdefault('bn_axis_name', AXIS)  # SyncBN: statistics of the global batch
+  # SyncBN: statistics of the global batch (under jit the batch is one global array already).
+  if (config.get('sync_batch_norm', True) and 'bn_axis_name' in fields
+      and config.get('parallelism', 'pmap') == 'pmap'):
+    overrides.setdefault('bn_axis_name', AXIS)
   if config.full_batch and 'drop_rate' in fields:
     overrides.setdefault('drop_rate', 0.0)  # full batch is deterministic
   if config.full_batch and 'drop_path_rate' in fields:
@@ -193,6 +196,7 @@ def build(config: ml_collections.ConfigDict, devices: Optional[list[Any]] = None
   penalty = optimizer_lib.make_penalty(config)
   if optimizer_lib.needs_residuals(config):
     _check_least_squares(config, task)
+  parallel.check(config)
   dtype = dtype_of(config.dtype)
   try:
     shapes = jax.eval_shape(init_fn(module, info.image_shape, dtype), jax.random.PRNGKey(0))

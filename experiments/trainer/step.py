@@ -1,4 +1,4 @@
-"""The update: one pure `train_step(state, batch, rng)`, pmap'd over the local devices.
+"""The update: one pure `train_step(state, batch, rng)`, pmap'd or jit'd over the devices.
 
 Its objective is the (masked) mean data loss over the global batch plus the
 penalty,
@@ -25,10 +25,20 @@ accuracy compares argmax s_i with argmax t_i.
 Second-order methods get the objective itself: `value_fn` (line searches,
 Newton) or, for least-squares methods on J = ½‖r‖² (loss l2, full batch),
 `residual_fn` with rows √(m_i/N)·(f_θ(x_i) − t_i) and the penalty's √(2λ)·W.
+
+Under `jax.jit` (`axis=None`, config.parallelism 'jit' or 'fsdp') the step
+sees the global batch as one array sharded over the mesh: the share is
+Σ m ℓ / N with N from the whole batch, no collectives are written (XLA adds
+them), and BatchNorm statistics are those of the global micro-batch. The
+micro-batches are laid out as pmap's (micro-batch k is the k-th slice of
+every device's rows), so J, accumulation and SyncBN statistics agree with
+pmap's. Dropout keys are fold_in(fold_in(key, step), micro-batch): no device
+index, the mask is drawn for the global micro-batch, so a jit run does not
+depend on the device count, and its dropout masks differ from pmap's.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +63,15 @@ def metric_names(task) -> list[str]:
 MIX_TAG = 0x6D6978
 
 
-def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-  """The pure `train_step(state, batch, rng) -> (state, metrics)`, to be pmap'd over AXIS."""
+def make_train_step(setup: Setup, axis: Optional[str] = AXIS, shards: int = 1,
+                    constrain: Optional[Callable[[jax.Array], jax.Array]] = None
+                    ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+  """The pure `train_step(state, batch, rng) -> (state, metrics)`.
+
+  `axis`: the pmap axis the step is mapped over (AXIS), or None under
+  `jax.jit`, where the batch is global and laid out as `shards` device rows;
+  `constrain` then pins the sharding of the micro-batches `[accum, b/accum, ...]`.
+  """
   config, module, task, tx = setup.config, setup.module, setup.task, setup.tx
   accum = int(config.accum_steps)
   dtype = dtype_of(config.dtype)
@@ -91,20 +108,34 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
   # instead, and each device computes the identical global-batch
   # objective with no collectives; D× redundant compute, exact and safe (these
   # methods are meant for full-batch training of small models).
-  gather = with_value_fn or with_residual_fn
+  gather = (with_value_fn or with_residual_fn) and axis is not None
+
+  def split_rows(x):
+    """Global [b, ...] as `shards` device rows -> [accum, b/accum, ...], pmap's micro-batches:
+    micro-batch k holds the k-th slice of every row (rows padded when accum does not divide)."""
+    rows = x.reshape(shards, x.shape[0] // shards, *x.shape[1:])
+    pad = -rows.shape[1] % accum
+    if pad:
+      rows = jnp.pad(rows, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 1))
+    rows = rows.reshape(shards, accum, rows.shape[1] // accum, *x.shape[1:])
+    out = jnp.swapaxes(rows, 0, 1).reshape(accum, -1, *x.shape[1:])
+    return constrain(out) if constrain is not None else out
 
   def split(batch):
     """[b, ...] -> [accum, b/accum, ...] (padded with weight 0 when b % accum != 0)."""
     if gather:
-      batch = jax.tree.map(lambda x: jax.lax.all_gather(x, AXIS, tiled=True), batch)
+      batch = jax.tree.map(lambda x: jax.lax.all_gather(x, axis, tiled=True), batch)
     images, labels = batch['image'], batch['label']
     mask = batch.get('mask')
     mask = jnp.ones(labels.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
+    if axis is None:
+      weights = mask / jnp.sum(mask)
+      return split_rows(images), split_rows(labels), split_rows(weights)
     if gather:
       weights = mask / jnp.sum(mask)
     else:
       # Global count N of real examples; each device's share is D·Σ m ℓ / N.
-      weights = mask * jax.lax.psum(1, AXIS) / jax.lax.psum(jnp.sum(mask), AXIS)
+      weights = mask * jax.lax.psum(1, axis) / jax.lax.psum(jnp.sum(mask), axis)
     b = labels.shape[0]
     pad = -b % accum
     def reshape(x):
@@ -163,18 +194,19 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
     step_rng = jax.random.fold_in(rng, state.step)
     if mix is not None:  # same key on every device: the targets depend on the global batch
       images, targets = mix(jax.random.fold_in(step_rng, MIX_TAG), batch['image'],
-                            batch['label'], axis_name=AXIS)
+                            batch['label'], axis_name=axis)
       batch = dict(batch, image=images, label=targets)
-    if not gather:  # gathered: every device computes the same thing, same key
-      step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(AXIS))
+    if axis is not None and not gather:  # gathered: every device computes the same, same key
+      step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis))
     micro = split(batch)
     loss, grads, metrics, model_state = data_value_and_grad(
         state.params, state.model_state, micro, step_rng)
-    if not gather:
-      loss = jax.lax.pmean(loss, AXIS)
-      grads = jax.lax.pmean(grads, AXIS)
-      metrics = jax.lax.pmean(metrics, AXIS)
-    model_state = jax.lax.pmean(model_state, AXIS)  # BatchNorm statistics agree on every device
+    if axis is not None and not gather:
+      loss = jax.lax.pmean(loss, axis)
+      grads = jax.lax.pmean(grads, axis)
+      metrics = jax.lax.pmean(metrics, axis)
+    if axis is not None:  # BatchNorm statistics agree on every device
+      model_state = jax.lax.pmean(model_state, axis)
     if frozen_state is not None:  # statistics of frozen modules stay as they were
       model_state = jax.tree.map(lambda frozen, old, new: old if frozen else new,
                                  frozen_state, state.model_state, model_state)
@@ -191,8 +223,8 @@ def make_train_step(setup: Setup) -> Callable[..., tuple[TrainState, dict[str, j
       def value_fn(params):
         value = data_value_and_grad(params, state.model_state, micro, step_rng,
                                     with_grad=False)[0]
-        if not gather:
-          value = jax.lax.pmean(value, AXIS)
+        if axis is not None and not gather:
+          value = jax.lax.pmean(value, axis)
         return value + penalty(params) if penalty is not None else value
       updates, opt_state = tx.update(grads, state.opt_state, state.params, value=objective,
                                      grad=grads, value_fn=value_fn)

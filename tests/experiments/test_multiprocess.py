@@ -29,7 +29,7 @@ from tests.experiments.test_checkpoint_recovery import truncate_files
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The config.parallelism values run across 2 processes; every value the trainer offers
 # belongs here ('pmap' is the default and is not passed on the command line).
-MODES = ['pmap']
+MODES = ['pmap', 'jit']
 ARGS = ['--config=experiments/configs/digits_baselines.py:model=mlp2',
         '--config.total_steps=120', '--config.total_epochs=0', '--config.log_every=10',
         '--config.eval_every=60', '--config.checkpoint_every=30',
