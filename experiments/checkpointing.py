@@ -48,6 +48,22 @@ def checksums(state: Any) -> dict[str, int]:
           for path, leaf in leaves}
 
 
+def verify_checksums(step_dir: str, restored: Any) -> None:
+  """ValueError when `restored` (host arrays) differs from the step's recorded checksums.
+
+  A step without `checksums.json` (its save did not finish the sidecars) passes.
+  """
+  recorded_path = os.path.join(step_dir, CHECKSUM_FILE)
+  if not os.path.exists(recorded_path):
+    return
+  with open(recorded_path) as f:
+    recorded = json.load(f)
+  bad = [k for k, v in checksums(restored).items() if recorded.get(k) != v]
+  if bad:
+    raise ValueError(f'{len(bad)} array(s) differ from their recorded checksums '
+                     f'(first: {bad[0]})')
+
+
 class Checkpointer:
   """Saves and restores host (numpy) copies of the train state."""
 
@@ -138,14 +154,7 @@ class Checkpointer:
     target = jax.tree.map(np.asarray, target)
     restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
     restored = jax.tree.map(np.asarray, restored)
-    recorded_path = os.path.join(self.path(step), CHECKSUM_FILE)
-    if os.path.exists(recorded_path):
-      with open(recorded_path) as f:
-        recorded = json.load(f)
-      bad = [k for k, v in checksums(restored).items() if recorded.get(k) != v]
-      if bad:
-        raise ValueError(f'{len(bad)} array(s) differ from their recorded checksums '
-                         f'(first: {bad[0]})')
+    verify_checksums(self.path(step), restored)
     return restored
 
   def restore_latest(self, target: Any, log: Callable[[str], None] = print
