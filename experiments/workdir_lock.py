@@ -5,6 +5,10 @@ its process dies, however it dies (SIGKILL included), so a lock left by a
 killed run is stale by construction: the next run takes it over and rewrites
 the pid. A second process on a workdir whose holder is alive is refused with
 a `WorkdirBusyError` naming that pid.
+
+An object-store workdir (`gs://…`, experiments/workdir_paths.py) has no
+flock: there the lock is skipped, and two live runs on one remote workdir
+are not detected (docs/workdir.md).
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import fcntl
 import os
 import socket
 from typing import Optional
+
+from experiments import workdir_paths
 
 LOCK_FILE = '.lock'
 
@@ -23,7 +29,8 @@ class WorkdirBusyError(RuntimeError):
 class WorkdirLock:
   """Holds `<workdir>/.lock` from `acquire()` until `release()` (or process exit)."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: workdir_paths.PathLike):
+    self.local = workdir_paths.is_local(workdir)
     self.path = os.path.join(workdir, LOCK_FILE)
     self._fd: Optional[int] = None
 
@@ -33,6 +40,8 @@ class WorkdirLock:
     Raises:
       WorkdirBusyError: a live process holds it; the message names its pid.
     """
+    if not self.local:
+      return self  # no flock on an object store (module docstring)
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
