@@ -24,8 +24,9 @@ save cost amortised over `every` steps). Rows:
   kept with checkpoints on.
 
 Model: ViT-S/16 (22 M parameters) with AdamW, so the state is parameters +
-two moments ≈ 265 MB of float32, on 32×32×3 images (4 patches) so the step
-is short next to a save; `--quick`: ViT-Ti/16 (≈ 67 MB), fewer steps.
+two moments ≈ 250 MiB of float32, on 32×32×3 images (4 patches) so the step
+is short next to a save; `--quick`: ViT-Ti/16 (≈ 63 MiB), fewer steps. The
+row's `extra` holds every step time, both overheads and the state size.
 """
 from __future__ import annotations
 
