@@ -10,7 +10,8 @@ measurement (prefix `BENCH `) so results can be grepped out of logs, then a
 table; `--json=FILE` also writes {"header": …, "rows": […]} to FILE. Sections: optim (first-order updates vs
 optax; minimize(lbfgs) vs scipy), models (forward/train step vs HuggingFace
 PyTorch), train (trainer loop vs bare step, input pipeline), seg (SegFormer-B0
-train step vs HuggingFace).
+train step vs HuggingFace), checkpoint (step-time overhead of saving every N
+steps, asynchronous vs synchronous).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ SECTIONS = {
     'models': ('experiments.benchmarks.models',),
     'train': ('experiments.benchmarks.train',),
     'seg': ('experiments.benchmarks.seg',),
+    'checkpoint': ('experiments.benchmarks.checkpoint',),
 }
 
 _ONLY = flags.DEFINE_list('only', list(SECTIONS), f'Sections to run, of {list(SECTIONS)}.')
@@ -37,10 +39,10 @@ _JSON = flags.DEFINE_string('json', None, 'Also write the header and rows to thi
 
 
 def format_table(rows: list[dict]) -> str:
-  header = f'{"section":<8} {"measurement":<44} {"ours":>12} {"peer":>12} {"unit":<10} {"ratio":>7}  peer'
+  header = f'{"section":<10} {"measurement":<44} {"ours":>12} {"peer":>12} {"unit":<10} {"ratio":>7}  peer'
   lines = [header, '-' * len(header)]
   for r in rows:
-    lines.append(f'{r["section"]:<8} {r["name"]:<44} {r["ours"]:>12.4g} {r["peer"]:>12.4g} '
+    lines.append(f'{r["section"]:<10} {r["name"]:<44} {r["ours"]:>12.4g} {r["peer"]:>12.4g} '
                  f'{r["unit"]:<10} {r["ratio"]:>7.3f}  {r["peer_name"]}')
   return '\n'.join(lines)
 

@@ -15,6 +15,9 @@ fact (a full disk, a copy gone wrong, bit rot) is recognised as damaged
 rather than resumed from. `restore_latest` moves a damaged step aside into
 `<workdir>/checkpoints.damaged/` (never deletes it) and falls back to the
 newest intact one.
+
+Paths go through experiments/workdir_paths.py, so the workdir may be an
+object store (`gs://…`; docs/workdir.md).
 """
 from __future__ import annotations
 
@@ -22,8 +25,6 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import os
-import shutil
 import time
 import zlib
 from typing import Any, Callable, Iterator, Optional
@@ -31,12 +32,15 @@ from typing import Any, Callable, Iterator, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from experiments import distributed
+from experiments import workdir_paths
 
 CHECKPOINT_DIR = 'checkpoints'
 DAMAGED_DIR = 'checkpoints.damaged'
 CHECKSUM_FILE = 'checksums.json'
+_COMMITTED = 'commit_success.txt'  # orbax's completion marker where it cannot rename
 
 
 class DamagedCheckpointError(RuntimeError):
@@ -50,16 +54,31 @@ def checksums(state: Any) -> dict[str, int]:
           for path, leaf in leaves}
 
 
+def verify_checksums(step_dir: workdir_paths.PathLike, restored: Any) -> None:
+  """ValueError when `restored` (host arrays) differs from the step's recorded checksums.
+
+  A step without `checksums.json` (its save did not finish the sidecars) passes.
+  """
+  recorded_path = workdir_paths.path(step_dir) / CHECKSUM_FILE
+  if not recorded_path.exists():
+    return
+  recorded = json.loads(recorded_path.read_text())
+  bad = [k for k, v in checksums(restored).items() if recorded.get(k) != v]
+  if bad:
+    raise ValueError(f'{len(bad)} array(s) differ from their recorded checksums '
+                     f'(first: {bad[0]})')
+
+
 class Checkpointer:
   """Saves and restores host (numpy) copies of the train state."""
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = False,
+  def __init__(self, workdir: workdir_paths.PathLike, keep: int = 3, async_save: bool = False,
                subdir: str = CHECKPOINT_DIR):
     """`subdir`: where the steps go inside `workdir` (the best weights: 'checkpoints/best')."""
     if keep < 1:
       raise ValueError(f'keep_checkpoints={keep!r}; must be ≥ 1')
-    self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, subdir)
+    self.workdir = workdir_paths.path(workdir)
+    self.directory = self.workdir / subdir
     self._keep = keep
     self._async = async_save
     self._pending: Optional[tuple[int, concurrent.futures.Future, dict[str, Any]]] = None
@@ -87,8 +106,8 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def path(self, step: int) -> str:
-    return os.path.join(self.directory, str(step))
+  def path(self, step: int) -> epath.Path:
+    return self.directory / str(step)
 
   def save(self, step: int, state: Any, extras: Optional[dict[str, Any]] = None) -> None:
     """Writes `state` (host arrays) as checkpoint `step`, with `extras` ({file name: JSON
@@ -122,13 +141,10 @@ class Checkpointer:
 
   def _write_sidecars(self, step: int, sums: dict[str, int], extras: dict[str, Any]) -> None:
     """The extras, then the checksums (last: their presence marks a complete step)."""
-    if jax.process_index() != 0 or not os.path.isdir(self.path(step)):
+    if jax.process_index() != 0 or not self.path(step).is_dir():
       return
     for name, value in [*extras.items(), (CHECKSUM_FILE, sums)]:
-      tmp = os.path.join(self.path(step), name + '.tmp')
-      with open(tmp, 'w') as f:
-        json.dump(value, f)
-      os.replace(tmp, os.path.join(self.path(step), name))
+      workdir_paths.write_text_atomically(self.path(step) / name, json.dumps(value))
 
   def restore(self, step: int, target: Any) -> Any:
     """Checkpoint `step` in the structure (and dtypes) of `target`.
@@ -140,14 +156,7 @@ class Checkpointer:
     target = jax.tree.map(np.asarray, target)
     restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
     restored = jax.tree.map(np.asarray, restored)
-    recorded_path = os.path.join(self.path(step), CHECKSUM_FILE)
-    if os.path.exists(recorded_path):
-      with open(recorded_path) as f:
-        recorded = json.load(f)
-      bad = [k for k, v in checksums(restored).items() if recorded.get(k) != v]
-      if bad:
-        raise ValueError(f'{len(bad)} array(s) differ from their recorded checksums '
-                         f'(first: {bad[0]})')
+    verify_checksums(self.path(step), restored)
     return restored
 
   def restore_latest(self, target: Any, log: Callable[[str], None] = print
@@ -181,16 +190,19 @@ class Checkpointer:
     if damaged:
       raise DamagedCheckpointError(
           f'no intact checkpoint in {self.directory}: the damaged ones were moved to '
-          f'{os.path.join(self.workdir, DAMAGED_DIR)}; restore one by hand or start a new '
+          f'{self.workdir / DAMAGED_DIR}; restore one by hand or start a new '
           'workdir')
     return 0, target
 
   def _steps_on_disk(self) -> list[int]:
     """Committed step directories, read from disk (orbax's own listing may need metadata)."""
-    if not os.path.isdir(self.directory):
+    if not self.directory.is_dir():
       return []
-    return sorted(int(n) for n in os.listdir(self.directory)
-                  if n.isdigit() and os.path.isdir(os.path.join(self.directory, n)))
+    # Locally orbax renames a complete step into place; on an object store it
+    # writes the step in place and marks it complete with a commit file.
+    local = workdir_paths.is_local(self.directory)
+    return sorted(int(p.name) for p in self.directory.iterdir()
+                  if p.name.isdigit() and p.is_dir() and (local or (p / _COMMITTED).exists()))
 
   def _move_aside(self, step: int) -> str:
     """Moves `step` into DAMAGED_DIR (process 0; every process must call it)."""
@@ -198,16 +210,16 @@ class Checkpointer:
     self._manager.close()
     self._opened = None  # its step list is stale; reopened when next needed
     if jax.process_index() != 0:  # process 0 moves it; the others only skip it
-      return self.path(step)
-    dest_dir = os.path.join(self.workdir, DAMAGED_DIR)
-    os.makedirs(dest_dir, exist_ok=True)
-    dest = os.path.join(dest_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')
+      return str(self.path(step))
+    dest_dir = self.workdir / DAMAGED_DIR
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    name = f'{step}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}'
     suffix = 0
-    while os.path.exists(dest + (f'.{suffix}' if suffix else '')):
+    while (dest_dir / (name + (f'.{suffix}' if suffix else ''))).exists():
       suffix += 1
-    dest += f'.{suffix}' if suffix else ''
-    shutil.move(self.path(step), dest)
-    return dest
+    dest = dest_dir / (name + (f'.{suffix}' if suffix else ''))
+    self.path(step).rename(dest)
+    return str(dest)
 
   def delete(self, step: int) -> None:
     """Removes checkpoint `step`."""

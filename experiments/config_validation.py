@@ -18,6 +18,7 @@ import ml_collections
 
 from experiments import config_domains as domains
 from experiments import config_schema
+from experiments import workdir_paths
 
 REQUIRED = ('seed', 'task', 'model', 'data', 'batch_size', 'optimizer', 'schedule', 'loss',
             'label_smoothing', 'reg', 'dtype', 'accum_steps', 'log_every', 'eval_every',
@@ -114,6 +115,12 @@ def check_workdir_usable(workdir: str) -> None:
   """ValueError when `workdir` cannot hold a run: a file, or a place that cannot be written."""
   if not workdir:
     raise ValueError("--workdir=''; valid: a directory path")
+  if not workdir_paths.is_local(workdir):
+    remote = workdir_paths.path(workdir)
+    if remote.exists() and not remote.is_dir():
+      raise ValueError(f'--workdir={workdir!r} is an object, not a directory; choose a new or '
+                       'empty prefix')
+    return  # writability shows at the first write (the store's permissions)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f'--workdir={workdir!r} is a file, not a directory; choose a new or '
                      'empty directory')
@@ -140,14 +147,14 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   Raises:
     ValueError: the workdir holds a different config (or is not a workdir).
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    if os.path.isdir(workdir) and os.listdir(workdir):
+  directory = workdir_paths.path(workdir)
+  path = directory / CONFIG_FILE
+  if not path.exists():
+    if directory.is_dir() and any(True for _ in directory.iterdir()):
       raise ValueError(f'workdir {workdir!r} exists, is not empty and has no {CONFIG_FILE}; '
                        'choose a new or empty directory')
     return False
-  with open(path) as f:
-    saved = json.load(f)
+  saved = json.loads(path.read_text())
   current = canonical(config)
   for key in RESUMABLE_KEYS:  # compared without them (also when an older config.json lacks one)
     saved.pop(key, None)
@@ -160,12 +167,10 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   return True
 
 
-def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+def write_config(workdir: workdir_paths.PathLike, config: ml_collections.ConfigDict) -> None:
   """Writes config.json atomically."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(canonical(config), f, indent=2, sort_keys=True)
-  os.replace(path + '.tmp', path)
+  workdir_paths.write_text_atomically(workdir_paths.path(workdir) / CONFIG_FILE,
+                                      json.dumps(canonical(config), indent=2, sort_keys=True))
 
 
 def _diff(a: Any, b: Any, prefix: str = '') -> list[str]:

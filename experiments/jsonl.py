@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Union
+
+from etils import epath
 
 
 class JsonlError(ValueError):
   """A line of a JSON-lines file that is not a JSON object (not the torn last one)."""
 
 
-def read(path: str) -> list[dict[str, Any]]:
+def read(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
   """The records of `path`, in order; a missing file has none.
 
   Raises JsonlError (`<path>:<line>: ...`, one line) for a line other than an
   unterminated last one that is not a JSON object. Blank lines are skipped.
   """
-  if not os.path.exists(path):
+  path = epath.Path(path)  # local, or an object store's URI (experiments/workdir_paths.py)
+  if not path.exists():
     return []
-  with open(path, 'rb') as f:
-    data = f.read()
+  data = path.read_bytes()
   lines = data.split(b'\n')
   # After the last newline: '' for a complete file, else a line cut by a kill.
   torn = lines.pop()

@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
   from experiments import checkpointing  # pylint: disable=g-import-not-at-top
   from experiments import preemption  # pylint: disable=g-import-not-at-top
   from experiments import workdir_lock  # pylint: disable=g-import-not-at-top
+  from experiments import workdir_paths  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
 
   try:
@@ -126,7 +127,7 @@ def main(argv: list[str]) -> int:
     checks.fail(e)
 
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
+    workdir_paths.path(workdir).mkdir(parents=True, exist_ok=True)
     if not resume:
       config_validation.write_config(workdir, saved)
     print(f'workdir: {workdir}  ({setup.total_steps} steps, global batch {setup.global_batch}, '
@@ -144,7 +145,7 @@ def main(argv: list[str]) -> int:
     shown = ', '.join(f'{k}={v:.4f}' for k, v in record.items()
                       if k.startswith('val/') and isinstance(v, float))
     print(f'done in {time.time() - start:.1f}s: {shown}; curves at '
-          f'{os.path.join(workdir, "curves.png")}', flush=True)
+          f'{workdir_paths.path(workdir) / "curves.png"}', flush=True)
   return 0
 
 

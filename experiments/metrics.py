@@ -24,6 +24,7 @@ from typing import Any, Mapping, Optional, TextIO
 
 import tqdm
 
+from experiments import workdir_paths
 from experiments.jsonl import read as read_jsonl  # the one JSONL reader
 
 METRICS_FILE = 'metrics.jsonl'
@@ -33,16 +34,13 @@ TIMING_KEYS = ('images_per_sec', 'images_per_sec_per_core', 'eta', 'steps_per_se
                'wall_time')
 
 
-def truncate_jsonl(path: str, last_step: int) -> None:
+def truncate_jsonl(path: workdir_paths.PathLike, last_step: int) -> None:
   """Keeps the records with step ≤ last_step: a resumed run rewrites the rest."""
-  if not os.path.exists(path):
+  path = workdir_paths.path(path)
+  if not path.exists():
     return
   keep = [r for r in read_jsonl(path) if r.get('step', -1) <= last_step]
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    for r in keep:
-      f.write(json.dumps(r) + '\n')
-  os.replace(tmp, path)
+  workdir_paths.write_text_atomically(path, ''.join(json.dumps(r) + '\n' for r in keep))
 
 
 class _EventFile:
@@ -58,14 +56,16 @@ class _EventFile:
 
   _opened = itertools.count()
 
-  def __init__(self, logdir: str):
+  def __init__(self, logdir: workdir_paths.PathLike):
     # Imported here: tensorboardX imports torch when it is installed, a cost
     # readers of metrics.jsonl (plots, sweeps, benchmarks) should not pay.
     from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
     from tensorboardX.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+    workdir_paths.register_tensorboard_schemes()  # object stores through epath
     self._writer = event_file_writer.EventsWriter(
-        os.path.join(logdir, 'events'), filename_suffix=f'.{os.getpid()}.{next(self._opened)}')
+        str(workdir_paths.path(logdir) / 'events'),
+        filename_suffix=f'.{os.getpid()}.{next(self._opened)}')
 
   def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """One `Event` at `step` holding every scalar as a `simple_value`."""
@@ -82,17 +82,18 @@ class _EventFile:
 class MetricWriter:
   """metrics.jsonl + TensorBoard; a no-op unless `enabled` (process 0)."""
 
-  def __init__(self, workdir: str, enabled: bool = True, resume_step: Optional[int] = None):
+  def __init__(self, workdir: workdir_paths.PathLike, enabled: bool = True,
+               resume_step: Optional[int] = None):
     self.enabled = enabled
     self._jsonl = None
     self._events = None
     if not enabled:
       return
-    path = os.path.join(workdir, METRICS_FILE)
+    path = workdir_paths.path(workdir) / METRICS_FILE
     # Records past the checkpoint we resume from were made by the killed run;
     # the resumed run recomputes them identically.
     truncate_jsonl(path, -1 if resume_step is None else resume_step)
-    self._jsonl = open(path, 'a')
+    self._jsonl = path.open('a')
     self._events = _EventFile(workdir)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:

@@ -12,7 +12,6 @@ backend (no display needed).
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Mapping, Optional, Sequence
 
 import matplotlib
@@ -20,7 +19,18 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
 
+from experiments import workdir_paths  # noqa: E402
+
 Records = Sequence[Mapping[str, Any]]
+
+
+def save_figure(fig: Any, path: workdir_paths.PathLike, dpi: int = 100) -> None:
+  """Writes `fig` to `path` (local or an object store; format from the suffix) and closes it."""
+  target = workdir_paths.path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  with target.open('wb') as f:
+    fig.savefig(f, dpi=dpi, format=target.suffix.lstrip('.') or 'png')
+  plt.close(fig)
 
 
 def series(records: Records, key: str, x: str = 'step') -> tuple[list[float], list[float]]:
@@ -58,9 +68,7 @@ def plot_panels(records: Records, path: str, panels: Mapping[str, Sequence[str]]
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_figure(fig, path, dpi=100)
   return path
 
 
@@ -95,7 +103,5 @@ def compare_runs(runs: Mapping[str, Records], key: str, path: str, x: str = 'ste
     ax.set_title(title)
   if own:
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
   return path

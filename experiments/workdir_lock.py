@@ -9,6 +9,10 @@ a `WorkdirBusyError` naming that pid.
 A run of several processes shares one workdir: process 0 alone takes the
 lock (`for_run`), and every process learns whether it got it, so a refused
 run stops on all of them rather than leaving the others waiting for it.
+
+An object-store workdir (`gs://…`, experiments/workdir_paths.py) has no
+flock: there the lock is skipped, and two live runs on one remote workdir
+are not detected (docs/workdir.md).
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import fcntl
 import os
 import socket
 from typing import Iterator, Optional
+
+from experiments import workdir_paths
 
 LOCK_FILE = '.lock'
 
@@ -28,7 +34,8 @@ class WorkdirBusyError(RuntimeError):
 class WorkdirLock:
   """Holds `<workdir>/.lock` from `acquire()` until `release()` (or process exit)."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: workdir_paths.PathLike):
+    self.local = workdir_paths.is_local(workdir)
     self.path = os.path.join(workdir, LOCK_FILE)
     self._fd: Optional[int] = None
 
@@ -38,6 +45,8 @@ class WorkdirLock:
     Raises:
       WorkdirBusyError: a live process holds it; the message names its pid.
     """
+    if not self.local:
+      return self  # no flock on an object store (module docstring)
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -30,6 +30,7 @@ import os
 import statistics
 import tempfile
 import time
+from typing import Any, Callable
 
 import jax
 import optax
@@ -51,8 +52,9 @@ def _cifar_shaped():
   return c
 
 
-def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
-  """Median steps/s of the pmap'd step alone, on one batch already on the devices."""
+def bare_step(setup: train.Setup) -> tuple[Callable[..., Any], Any, tuple]:
+  """(pmap'd train_step, replicated initial state, (one device-resident batch, rngs)):
+  `state, metrics = step(state, *args)` is the loop's update without its input pipeline."""
   state = train.replicate(train.init_state(setup, jax.random.PRNGKey(0)), setup.devices)
   rngs = train.replicate(jax.random.PRNGKey(1), setup.devices)
   it = data_lib.make_train_iterator(setup.config.data, setup.global_batch, 0,
@@ -60,7 +62,13 @@ def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
   batch = next(data_lib.prefetch_to_device(it, 1, setup.devices))
   step = jax.pmap(train.make_train_step(setup), axis_name=train.AXIS, donate_argnums=(0,),
                   devices=setup.devices)
-  return _median_steps_per_sec(step, state, (batch, rngs), steps, repeats)
+  return step, state, (batch, rngs)
+
+
+def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
+  """Median steps/s of the pmap'd step alone, on one batch already on the devices."""
+  step, state, args = bare_step(setup)
+  return _median_steps_per_sec(step, state, args, steps, repeats)
 
 
 def _median_steps_per_sec(step, carry, args: tuple, steps: int, repeats: int) -> float:

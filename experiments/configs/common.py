@@ -96,7 +96,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def _init_from_config() -> ml_collections.ConfigDict:
-  """config.init_from: path ('' = from scratch), dont_load (regexes), head ('auto')."""
+  """config.init_from: path ('' = from scratch), dont_load (regexes), head ('auto'),
+  weights ('params' | 'ema' | 'polyak')."""
   from experiments import init_from  # pylint: disable=g-import-not-at-top  (imports vision)
   return init_from.default_config()
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from typing import Any, Optional
 
 import jax
@@ -31,6 +30,7 @@ from experiments import data as data_lib
 from experiments import metrics as metrics_lib
 from experiments import preemption
 from experiments import workdir_lock
+from experiments import workdir_paths
 from experiments.trainer import stopping
 from experiments.trainer import parallel
 from experiments.trainer.evaluation import evaluate_averages
@@ -137,7 +137,7 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
                'no checkpoint was written yet')
       raise NonFiniteError(f'loss or gradients are NaN/Inf at step {step}; stopped, '
                            f'{where}; metrics up to step {last_logged_train} are in '
-                           f'{os.path.join(workdir, metrics_lib.METRICS_FILE)}')
+                           f'{workdir_paths.path(workdir) / metrics_lib.METRICS_FILE}')
 
   try:
     for step in range(start_step + 1, end_step + 1):
@@ -208,11 +208,11 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
       keeper.close()
 
   if not record:  # resumed a finished run: report its last record
-    logged = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))
+    logged = metrics_lib.read_jsonl(workdir_paths.path(workdir) / metrics_lib.METRICS_FILE)
     record = logged[-1] if logged else {}
   if is_writer:
     from experiments import plots  # pylint: disable=g-import-not-at-top  (matplotlib is slow)
-    records = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILE))
-    plots.training_curves(records, os.path.join(workdir, 'curves.png'),
+    records = metrics_lib.read_jsonl(workdir_paths.path(workdir) / metrics_lib.METRICS_FILE)
+    plots.training_curves(records, workdir_paths.path(workdir) / 'curves.png',
                           title=f'{config.model.name} on {config.data.name}')
   return record

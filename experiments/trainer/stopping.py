@@ -18,25 +18,22 @@ stopped early resumes as finished.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Callable, Optional
 
 import jax
 
 from experiments import checkpointing
 from experiments import early_stopping
+from experiments import workdir_paths
 from experiments.trainer.state import Setup
 
-BEST_DIR = os.path.join(checkpointing.CHECKPOINT_DIR, 'best')
+BEST_DIR = f'{checkpointing.CHECKPOINT_DIR}/best'
 STATE_FILE = 'early_stopping.json'
 BEST_FILE = 'best.json'
 
 
-def _write_json(path: str, value: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(value, f, indent=1)
-  os.replace(tmp, path)
+def _write_json(path: workdir_paths.PathLike, value: Any) -> None:
+  workdir_paths.write_text_atomically(path, json.dumps(value, indent=1))
 
 
 class BestKeeper:
@@ -45,15 +42,14 @@ class BestKeeper:
   def __init__(self, rule: early_stopping.EarlyStopping, workdir: str, start_step: int,
                regular: checkpointing.Checkpointer):
     self.rule = rule
-    self.workdir = workdir
+    self.workdir = workdir_paths.path(workdir)
     self.is_writer = jax.process_index() == 0
     self.state = rule.init()
     self.stopped_at: Optional[int] = None
     if start_step:
-      path = os.path.join(regular.path(start_step), STATE_FILE)
-      if os.path.exists(path):
-        with open(path) as f:
-          saved = json.load(f)
+      path = regular.path(start_step) / STATE_FILE
+      if path.exists():
+        saved = json.loads(path.read_text())
         self.state, self.stopped_at = saved['state'], saved.get('stopped_at')
     self.best = checkpointing.Checkpointer(workdir, keep=1, subdir=BEST_DIR)
     for step in self.best.all_steps():  # saved after the resumed step: recomputed
@@ -81,7 +77,7 @@ class BestKeeper:
     if stop:
       self.stopped_at = step
     if self.is_writer:
-      _write_json(os.path.join(self.workdir, BEST_FILE), self.summary())
+      _write_json(self.workdir / BEST_FILE, self.summary())
     return stop
 
   def summary(self) -> dict[str, Any]:
@@ -89,7 +85,7 @@ class BestKeeper:
     return {'metric': self.rule.metric, 'mode': self.rule.mode, 'best': self.state['best'],
             'best_step': self.state['best_step'], 'evals': self.state['evals'],
             'bad_evals': self.state['bad_evals'], 'stopped_at': self.stopped_at,
-            'checkpoint': os.path.join(self.best.directory, str(self.state['best_step']))
+            'checkpoint': str(self.best.directory / str(self.state['best_step']))
             if self.state['best_step'] is not None else None}
 
   def record(self) -> dict[str, float]:
