@@ -274,14 +274,26 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
 
 def _head_major_attention(q: jax.Array, k: jax.Array, v: jax.Array,
                           bias: Optional[jax.Array]) -> jax.Array:
-  """Attention computed on [B, heads, T, d]; inputs and output [B, T, heads, d]."""
+  """Attention computed on [B, heads, T, d]; inputs and output [B, T, heads, d].
+
+  Normalised after the second matmul: with S = QKᵀ/√d + B, m = max_k S (a
+  constant to the gradient: softmax is shift invariant), E = exp(S − m) and
+  ℓ = Σ_k E, the output is (E·V)/ℓ = softmax(S)·V. Autodiff of this form
+  gives the backward FlashAttention uses, S̄ = E ⊙ ((Ō/ℓ)Vᵀ − Σ_d(Ō ⊙ O)/ℓ):
+  its row sum runs over the head dimension d rather than over the T keys,
+  and no T×T division is materialised in either pass.
+  """
   q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
   scores = jnp.einsum('bhqd,bhkd->bhqk', q * np.asarray(q.shape[-1] ** -0.5, q.dtype), k)
   if bias is not None:
     scores = scores + bias
   softmax_dtype = jnp.promote_types(q.dtype, jnp.float32)
-  probs = jax.nn.softmax(scores.astype(softmax_dtype), axis=-1).astype(v.dtype)
-  return jnp.einsum('bhqk,bhkd->bhqd', probs, v).transpose(0, 2, 1, 3)
+  scores = scores.astype(softmax_dtype)
+  unnormalised = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True)))
+  total = jnp.sum(unnormalised, axis=-1, keepdims=True)
+  out = jnp.einsum('bhqk,bhkd->bhqd', unnormalised.astype(v.dtype), v,
+                   preferred_element_type=softmax_dtype)
+  return (out / total).astype(v.dtype).transpose(0, 2, 1, 3)
 
 
 # Bilinear resize -------------------------------------------------------------
