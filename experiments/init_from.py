@@ -50,12 +50,13 @@ import ml_collections
 import numpy as np
 
 from experiments import checks
+from experiments import config_validation
 from vision import pretrained
 
 HF_SCHEME = 'hf://'
 _CHECKPOINTS = 'checkpoints'  # experiments.checkpointing.CHECKPOINT_DIR
 _PICKLED = ('pytorch_model.bin', 'model.bin', 'model.pth', 'model.pt')
-_CONFIG = 'config.json'  # experiments.config_validation.CONFIG_FILE
+_CONFIG = config_validation.CONFIG_FILE
 WEIGHTS = ('params', 'ema', 'polyak')
 
 

@@ -9,6 +9,7 @@ against `torch.mm` with as many intra-op threads as cores.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
@@ -71,9 +72,7 @@ def describe(quick: bool) -> dict[str, Any]:
       'jaxlib_backend': jax.default_backend(),
       'torch': torch.__version__,
       'torch_threads': torch.get_num_threads(),
-      'host_runtime': {'heap_kept': vision.HOST_RUNTIME.heap_kept,
-                       'inline_dispatch': vision.HOST_RUNTIME.inline_dispatch,
-                       'reason': vision.HOST_RUNTIME.reason},
+      'host_runtime': dataclasses.asdict(vision.HOST_RUNTIME),
       'matmul_n': n,
       'jax_matmul_peak_gflops': jax_matmul_peak(n, repeats) / 1e9,
       'torch_matmul_peak_gflops': torch_matmul_peak(n, repeats) / 1e9,

@@ -34,6 +34,7 @@ from experiments.trainer.evaluation import EvalStep
 from experiments.trainer.evaluation import make_eval_fns
 from experiments.trainer.evaluation import pmap_eval_step
 from experiments.trainer.state import AXIS
+from experiments.trainer.state import mesh_devices
 from experiments.trainer.state import pmap_devices
 from experiments.trainer.state import replicate
 from experiments.trainer.state import Setup
@@ -78,11 +79,6 @@ def state_shapes(setup: Setup) -> TrainState:
   return TrainState(jax.ShapeDtypeStruct((), np.int32), params, opt_state, model_state)
 
 
-def _mesh_devices(setup: Setup) -> list[Any]:
-  """The devices of the mesh: those of every process (one process: `setup.devices`)."""
-  return list(setup.devices) if jax.process_count() == 1 else jax.devices()
-
-
 def to_host(x: jax.Array) -> np.ndarray:
   """The full value of a global array on this host (gathered from the other processes)."""
   if x.is_fully_addressable:
@@ -114,7 +110,7 @@ def make(setup: Setup) -> Parallel:
         lambda rng: replicate(rng, setup.devices),
         None, unreplicate, state_bytes)
 
-  mesh = jax.sharding.Mesh(np.array(_mesh_devices(setup)), (sharding.DATA_AXIS,))
+  mesh = jax.sharding.Mesh(np.array(mesh_devices(setup.devices)), (sharding.DATA_AXIS,))
   named = lambda spec: NamedSharding(mesh, spec)  # noqa: E731
   replicated = named(P())
   rows = named(P(sharding.DATA_AXIS))

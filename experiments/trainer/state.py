@@ -90,6 +90,11 @@ def pmap_devices(devices: list[Any]) -> Optional[list[Any]]:
   return None
 
 
+def mesh_devices(devices: list[Any]) -> list[Any]:
+  """The devices a run's collectives span: `devices` (one process) or every process's."""
+  return list(devices) if jax.process_count() == 1 else jax.devices()
+
+
 def replicate(tree: Any, devices: list[Any]) -> Any:
   """One copy of `tree` per device, stacked along a leading device axis.
 
@@ -98,15 +103,15 @@ def replicate(tree: Any, devices: list[Any]) -> Any:
   returns then has the sharding of the state it was given, and the step
   compiles once rather than again on its second call.
   """
-  mapped = pmap_devices(devices)
-  mesh_devices = jax.devices() if mapped is None else list(mapped)
-  sharding = NamedSharding(Mesh(np.array(mesh_devices), (AXIS,)), P(AXIS))
+  pmap_devices(devices)  # checks a multi-process run maps over every local device
+  mapped = mesh_devices(devices)
+  sharding = NamedSharding(Mesh(np.array(mapped), (AXIS,)), P(AXIS))
 
   def put(x):
     x = np.asarray(x)
     local = np.broadcast_to(x, (len(devices),) + x.shape)
     return jax.make_array_from_process_local_data(sharding, local,
-                                                  (len(mesh_devices),) + x.shape)
+                                                  (len(mapped),) + x.shape)
   return jax.tree.map(put, tree)
 
 
