@@ -327,12 +327,22 @@ class Sweep:
     frozen = storage.get_trial(tid)
     key = frozen.user_attrs['key']
     stage = int(frozen.user_attrs.get('stage', 0))
-    twins = [t for t in study.get_trials(deepcopy=False)
-             if t.user_attrs.get('key') == key and self._live(t) and t.number < trial.number]
+    earlier = [t for t in study.get_trials(deepcopy=False)
+               if t.user_attrs.get('key') == key and t.number < trial.number]
+    twins = [t for t in earlier if self._live(t)]
     if twins:
       trial.set_user_attr('duplicate_of', twins[0].number)
       study.tell(trial, state=TrialState.PRUNED)
       return None
+    lost = [t for t in earlier if self.abandoned(t)]
+    if lost and 'requeued_from' not in frozen.user_attrs:
+      # Another host's copy of the plan queued this key too; with the abandoned
+      # trial failed, that copy is now the key's canonical trial and runs it.
+      t = lost[-1]
+      trial.set_user_attr('requeued_from', t.number)
+      reason = t.user_attrs.get('abandoned', f'no heartbeat for {self.stale_after} s')
+      self._print(f'trial {key} (#{t.number}) was left RUNNING ({reason}); '
+                  f'its queued copy #{trial.number} runs it')
     owner = {'host': self._host, 'pid': self._me.pid, 'start': self._me.start}
     trial.set_user_attr('owner', owner)
     values = self._suggest(trial)

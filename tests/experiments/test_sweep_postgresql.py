@@ -135,6 +135,43 @@ def test_a_worker_killed_mid_trial_loses_no_other_result(files, backend, request
       assert sorted(_runs(a, k) + _runs(b, k)) == [0], k
 
 
+def test_a_second_copy_of_the_plan_takes_over_an_abandoned_trial(files, postgresql_url,
+                                                                 monkeypatch):
+  """Two hosts that plan a stage at once queue every key twice (duplicates are
+  pruned when claimed). When the first copy of a key is abandoned, its second
+  copy becomes the key's trial: it runs once, and the worker says which
+  abandoned trial it replaces."""
+  from experiments.sweeps import engine, space, spec as spec_lib  # pylint: disable=import-outside-toplevel
+  from optuna.trial import TrialState  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(files), stand_in.ROOT]))
+  config = space.load_config(str(files / 'cfg.py'))
+  space.set_path(config, 'sweep.num_trials', 3)
+  lines = []
+  sweep = engine.Sweep(spec_lib.parse_sweep(config), workdir=str(files / 'host_b'),
+                       config_path=str(files / 'cfg.py'), config_arg=None, cli_overrides={},
+                       storage_url=postgresql_url, trainer='fake_trainer', poll_s=0.2,
+                       log=lines.append)
+  study = sweep.open()
+  sweep._enqueue_stage(0, study)  # pylint: disable=protected-access
+  for t in study.get_trials():  # the other host's copy of the plan
+    study.enqueue_trial(dict(t.system_attrs['fixed_params']), user_attrs=dict(t.user_attrs))
+  storage = study._storage  # pylint: disable=protected-access
+  first = study.get_trials()[1]  # s0/t0001, claimed on a host whose heartbeat then lapsed
+  storage.set_trial_state_values(first._trial_id, TrialState.RUNNING)  # pylint: disable=protected-access
+  storage.set_trial_state_values(first._trial_id, TrialState.FAIL)  # pylint: disable=protected-access
+  results = sweep.run(workers=1)
+  assert ('trial s0/t0001 (#1) was left RUNNING (no heartbeat for 120 s); '
+          'its queued copy #4 runs it') in lines, lines
+  assert sorted((r.key, r.state) for r in results) == [
+      (f's0/t000{i}', 'COMPLETE') for i in range(3)]
+  for i in range(3):
+    assert _runs(files / 'host_b', f's0/t000{i}') == [0]
+  rows = stand_in.trials(postgresql_url)
+  assert [(n, s) for n, s, k, at in rows if k == 's0/t0001' and 'duplicate_of' not in at] == [
+      (1, 'FAIL'), (4, 'COMPLETE')]
+  assert [at.get('requeued_from') for n, _, _, at in rows if n == 4] == [1]
+
+
 def _grid_rows(workdir):
   """sweep.csv without what legitimately differs between two runs: the
   trial number, wall time and workdir."""
