@@ -13,14 +13,19 @@ CIFAR-10, which needs a download). Each rate is timed over at least 50 steps
    `train_step` called back to back on one device-resident batch. The loop's
    rate is its own `steps_per_sec` over the second half of the run (after
    compilation; evaluation and checkpoints are excluded by the loop's timer
-   and happen only at the end). ratio = loop / bare; goal ≥ 0.95.
+   and happen only at the end). Loop runs alternate with blocks of bare
+   steps (bare, loop, bare, loop, …, bare), and each loop run is compared
+   with the mean of the two blocks around it: a VM's speed drifts by more
+   than the overhead measured within minutes. ratio = median loop rate /
+   median bracketing bare rate; goal ≥ 0.95.
 2. Input pipeline: host images/s of `data.make_train_iterator` (decode,
    augment, normalize, batch) against the images/s the bare step consumes.
    ratio = pipeline / trainer; goal > 1 (the pipeline is never the bottleneck).
 3. Step overhead: the bare pmap'd `train_step` (micro-batch split, metrics,
    collectives, NaN flag) against a plain `jax.jit` step written directly —
    loss of `module.apply` on the whole batch, `jax.grad`, `tx.update` — on
-   the same batch on one device. ratio = bare / plain; goal ≥ 0.95. (Guards
+   the same batch on one device, each plain block right after a bare one.
+   ratio = median bare / median plain; goal ≥ 0.95. (Guards
    against overhead like the step's former length-1 micro-batch scan, in
    which XLA:CPU ran SegFormer-B0's convolutions at 0.03× the plain speed.)
 """
@@ -67,28 +72,27 @@ def bare_step(setup: train.Setup) -> tuple[Callable[..., Any], Any, tuple]:
   return step, state, (batch, rngs)
 
 
-def _bare_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
-  """Median steps/s of the pmap'd step alone, on one batch already on the devices."""
-  step, state, args = bare_step(setup)
-  return _median_steps_per_sec(step, state, args, steps, repeats)
+class _Blocks:
+  """Times blocks of `steps` back-to-back calls `carry, out = step(carry, *args)`,
+  carrying the (donated) state from block to block; compiled by the first call."""
 
+  def __init__(self, step: Callable[..., Any], carry: Any, args: tuple, steps: int):
+    self.step, self.carry, self.args, self.steps = step, carry, args, steps
+    self.carry, out = step(self.carry, *args)
+    jax.block_until_ready(out)
 
-def _median_steps_per_sec(step, carry, args: tuple, steps: int, repeats: int) -> float:
-  """Median over `repeats` of steps/s of `carry, out = step(carry, *args)`, after a warm-up call."""
-  carry, out = step(carry, *args)
-  jax.block_until_ready(out)
-  rates = []
-  for _ in range(repeats):
+  def rate(self) -> float:
+    """Steps/s of one block."""
     t0 = time.perf_counter()
-    for _ in range(steps):
-      carry, out = step(carry, *args)
-    jax.block_until_ready((carry, out))
-    rates.append(steps / (time.perf_counter() - t0))
-  return statistics.median(rates)
+    out = None
+    for _ in range(self.steps):
+      self.carry, out = self.step(self.carry, *self.args)
+    jax.block_until_ready((self.carry, out))
+    return self.steps / (time.perf_counter() - t0)
 
 
-def _plain_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
-  """Median steps/s of a hand-written jit step (loss, grad, update) on the global batch."""
+def _plain_step(setup: train.Setup) -> tuple[Callable[..., Any], Any, tuple]:
+  """(hand-written jit step: loss, grad, update on the global batch, its carry, (rng,))."""
   state = train.init_state(setup, jax.random.PRNGKey(0))
   it = data_lib.make_train_iterator(setup.config.data, setup.global_batch, 0,
                                     num_local_devices=1)
@@ -114,7 +118,7 @@ def _plain_steps_per_sec(setup: train.Setup, steps: int, repeats: int) -> float:
     return (optax.apply_updates(params, updates), model_state, opt_state), loss
 
   carry = jax.device_put((state.params, state.model_state, state.opt_state), setup.devices[0])
-  return _median_steps_per_sec(step, carry, (jax.random.PRNGKey(1),), steps, repeats)
+  return step, carry, (jax.random.PRNGKey(1),)
 
 
 def _loop_steps_per_sec(config, steps: int) -> float:
@@ -133,24 +137,44 @@ def _loop_steps_per_sec(config, steps: int) -> float:
   return records[-1]['steps_per_sec']
 
 
+def _alternating(config, setup: train.Setup, steps: int, rounds: int) -> dict[str, Any]:
+  """Loop runs, bare-step blocks and plain-step blocks, alternated.
+
+  bare, plain, loop, bare, plain, loop, …, bare, plain (`rounds` loop runs):
+  each loop run is paired with the mean of the bare blocks just before and
+  after it, and each bare block with the plain block right after it.
+  """
+  bare = _Blocks(*bare_step(setup), steps)
+  plain = _Blocks(*_plain_step(setup), steps)
+  bare_rates, plain_rates, loop_rates = [bare.rate()], [plain.rate()], []
+  for _ in range(rounds):
+    loop_rates.append(_loop_steps_per_sec(config, steps))
+    bare_rates.append(bare.rate())
+    plain_rates.append(plain.rate())
+  brackets = [(a + b) / 2 for a, b in zip(bare_rates, bare_rates[1:])]
+  return {'loop': statistics.median(loop_rates), 'bare_around_loop': statistics.median(brackets),
+          'bare': statistics.median(bare_rates), 'plain': statistics.median(plain_rates),
+          'loop_runs': loop_rates, 'bare_blocks': bare_rates, 'plain_blocks': plain_rates,
+          'loop_over_bare_paired': [l / b for l, b in zip(loop_rates, brackets)],
+          'bare_over_plain_paired': [b / p for b, p in zip(bare_rates, plain_rates)]}
+
+
 def _measure(label: str, config, steps: int, repeats: int, pipeline_batches: int
              ) -> list[Measurement]:
   setup = train.build(config)
-  bare_before = _bare_steps_per_sec(setup, steps, repeats)
-  loop = _loop_steps_per_sec(config, steps)
-  bare_after = _bare_steps_per_sec(setup, steps, repeats)
-  bare = statistics.median([bare_before, bare_after])
+  rates = _alternating(config, setup, steps, rounds=repeats)
   pipeline = data_lib.measure_throughput(config.data, setup.global_batch, pipeline_batches,
                                          num_local_devices=setup.num_local_devices)
+  bare, plain, loop = rates['bare'], rates['plain'], rates['loop']
   consumption = bare * setup.global_batch
-  plain = _plain_steps_per_sec(setup, steps, repeats)
-  extra = {'batch': setup.global_batch, 'devices': setup.num_devices,
-           'bare_before': bare_before, 'bare_after': bare_after}
+  extra = {'batch': setup.global_batch, 'devices': setup.num_devices, 'steps_per_block': steps,
+           **{k: v for k, v in rates.items() if isinstance(v, list)}}
   return [
       Measurement('train', f'{label}: bare vs plain jit step', bare, plain, 'steps/s',
                   'hand-written jit(loss, grad, update), same batch, one device',
                   higher_is_better=True, extra=extra),
-      Measurement('train', f'{label}: loop vs bare step', loop, bare, 'steps/s',
+      Measurement('train', f'{label}: loop vs bare step', loop, rates['bare_around_loop'],
+                  'steps/s',
                   'same pmapped train_step, one resident batch', higher_is_better=True,
                   extra=extra),
       Measurement('train', f'{label}: input pipeline vs trainer', pipeline, consumption,
