@@ -320,8 +320,8 @@ class Sweep:
     return values
 
   def _run_trial(self, study: optuna.Study, trial: optuna.trial.Trial) -> Optional[TrialResult]:
-    """Runs a claimed trial and records its outcome; None if it was not run
-    (a duplicate) or its outcome came too late (abandoned meanwhile)."""
+    """Runs a claimed trial, records its outcome and prints its line; None if
+    it was not run (a duplicate) or its outcome came too late (abandoned meanwhile)."""
     storage = self._storage
     tid = self._tid(trial)
     frozen = storage.get_trial(tid)
@@ -370,20 +370,30 @@ class Sweep:
                                          self.spec.direction)
     except (OSError, ValueError) as e:  # the trial's files: recorded, the sweep goes on
       reason = f'{type(e).__name__}: {checks.one_line(e)}'
-    try:
-      trial.set_user_attr('wall_s', wall)
-      trial.set_user_attr('steps', steps)
-      if reason:
-        trial.set_user_attr('fail_reason', reason)
-        study.tell(trial, state=TrialState.FAIL)
-      else:
-        study.tell(trial, value)
-    except optuna.exceptions.UpdateFinishedTrialError:
-      self._print(f'trial {key} (#{trial.number}) ended after its heartbeat lapsed and '
-                  'it was re-queued; this outcome is dropped')
-      return None
-    return TrialResult(trial.number, key, stage, 'FAIL' if reason else 'COMPLETE', value,
-                       values, reason, trial_dir, steps, wall)
+    # The outcome is recorded and its line printed under the print lock, so a
+    # worker thread that sees this trial finished and announces the next stage
+    # prints after this trial's line.
+    with self._print_lock:
+      try:
+        trial.set_user_attr('wall_s', wall)
+        trial.set_user_attr('steps', steps)
+        if reason:
+          trial.set_user_attr('fail_reason', reason)
+          study.tell(trial, state=TrialState.FAIL)
+        else:
+          study.tell(trial, value)
+      except optuna.exceptions.UpdateFinishedTrialError:
+        self.log(f'trial {key} (#{trial.number}) ended after its heartbeat lapsed and '
+                 'it was re-queued; this outcome is dropped')
+        return None
+      result = TrialResult(trial.number, key, stage, 'FAIL' if reason else 'COMPLETE', value,
+                           values, reason, trial_dir, steps, wall)
+      # One number per line: trials finished before this run, then one per
+      # trial finished here (counting the study's finished trials instead
+      # would skip a number when two workers finish together).
+      self._shown += 1
+      self.log(live_line(self.spec, result, self._shown, self.spec.total_trials))
+    return result
 
   # --- the worker loop ----------------------------------------------------------------------
 
@@ -414,14 +424,7 @@ class Sweep:
       if trial is None:
         self._stop.wait(self.poll_s)  # the stage's last trials run elsewhere
         continue
-      result = self._run_trial(study, trial)
-      if result is not None:
-        with self._print_lock:
-          # One number per line: trials finished before this run, then one per
-          # trial finished here (counting the study's finished trials instead
-          # would skip a number when two workers finish together).
-          self._shown += 1
-          self.log(live_line(self.spec, result, self._shown, self.spec.total_trials))
+      self._run_trial(study, trial)
 
   def run(self, workers: int = 1) -> list[TrialResult]:
     """Runs the sweep with `workers` concurrent trials; returns all results."""
