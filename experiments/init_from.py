@@ -169,8 +169,10 @@ def read_workdir(workdir: str, step: Optional[int], weights: str = 'params') -> 
   elif step not in steps:
     raise ValueError(f'{workdir!r} has no checkpoint at step {step}; steps: '
                      f'{", ".join(map(str, steps))}.')
+  source_config = None
   if weights != 'params':
-    kept = source_weights(workdir)  # before any array is read: a refusal is cheap
+    source_config = read_source_config(workdir)
+    kept = kept_weights(source_config)  # before any array is read: a refusal is cheap
     if weights not in kept:
       raise ValueError(f'init_from.weights={weights!r}: the run in {workdir!r} kept no '
                        f'{weights} average ({_SWITCH[weights]} is unset in its {_CONFIG}); '
@@ -183,8 +185,7 @@ def read_workdir(workdir: str, step: Optional[int], weights: str = 'params') -> 
   params = state['params']
   model_state = dict(state.get('model_state') or {})
   if weights != 'params':
-    params = averaged_weights(checkpointer, step_dir, state, read_source_config(workdir),
-                              weights)
+    params = averaged_weights(checkpointer, step_dir, state, source_config, weights)
   variables = {'params': params, **model_state}
   return jax.tree.map(np.asarray, variables)
 
@@ -205,7 +206,11 @@ def read_source_config(workdir: str) -> ml_collections.ConfigDict:
 
 def source_weights(workdir: str) -> list[str]:
   """The weights a workdir's checkpoints hold: 'params', then each average its run kept."""
-  config = read_source_config(workdir)
+  return kept_weights(read_source_config(workdir))
+
+
+def kept_weights(config: ml_collections.ConfigDict) -> list[str]:
+  """'params', then each average a run of `config` keeps in its optimizer state."""
   kept = ['params']
   for name, key in _SWITCH.items():
     section, field = key.split('.')

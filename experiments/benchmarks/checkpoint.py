@@ -33,15 +33,17 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import jax
-import numpy as np
 
 from experiments import checkpointing
 from experiments import train
 from experiments.benchmarks.common import Measurement
 from experiments.benchmarks.train import bare_step
 from experiments.configs import default
+from experiments.trainer import parallel
+from experiments.trainer import sharding
 
 
 def _config(model: str):
@@ -58,15 +60,18 @@ def _config(model: str):
   return c
 
 
-def _seconds_per_step(setup: train.Setup, steps: int, every: int, mode: str) -> float:
-  """Wall seconds per step of `steps` steps saving every `every` ('none' | 'sync' | 'async')."""
-  step, state, args = bare_step(setup)
-  state, out = step(state, *args)  # compiled outside the window
-  jax.block_until_ready((state, out))
+def _seconds_per_step(step: Any, carry: dict[str, Any], args: tuple, steps: int, every: int,
+                      mode: str) -> float:
+  """Wall seconds per step of `steps` steps saving every `every` ('none' | 'sync' | 'async').
+
+  `carry['state']` is the (donated) train state, carried from window to window.
+  """
+  state = carry['state']
   with tempfile.TemporaryDirectory() as workdir:
     ckpt = (None if mode == 'none' else
             checkpointing.Checkpointer(workdir, keep=2, async_save=mode == 'async'))
     t0 = time.perf_counter()
+    out = None
     for i in range(1, steps + 1):
       state, out = step(state, *args)
       if ckpt is not None and i % every == 0:
@@ -77,19 +82,23 @@ def _seconds_per_step(setup: train.Setup, steps: int, every: int, mode: str) -> 
     seconds = (time.perf_counter() - t0) / steps
     if ckpt is not None:
       ckpt.close()
+  carry['state'] = state
   return seconds
 
 
 def _measure(label: str, model: str, steps: int, every: int, repeats: int
              ) -> list[Measurement]:
   setup = train.build(_config(model))
-  state_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(
-      train.init_state(setup, jax.random.PRNGKey(0))))
+  state_bytes = sharding.per_device_bytes(parallel.state_shapes(setup), 'pmap', 1)
+  step, state, args = bare_step(setup)
+  state, out = step(state, *args)  # compiled once, outside every window
+  jax.block_until_ready((state, out))
+  carry = {'state': state}
   modes = ('none', 'sync', 'async')
   samples = {m: [] for m in modes}
   for _ in range(repeats):
     for m in modes:
-      samples[m].append(_seconds_per_step(setup, steps, every, m))
+      samples[m].append(_seconds_per_step(step, carry, args, steps, every, m))
   ms = {m: 1e3 * statistics.median(v) for m, v in samples.items()}
   overhead = {m: ms[m] - ms['none'] for m in ('sync', 'async')}
   extra = {'every': every, 'steps': steps, 'repeats': repeats, 'state_mb': state_bytes / 2**20,

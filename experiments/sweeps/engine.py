@@ -141,6 +141,10 @@ class Sweep:
     that ran to an end is FAIL only with a recorded `fail_reason`."""
     return t.state == TrialState.FAIL and 'fail_reason' not in t.user_attrs
 
+  def _why_abandoned(self, t: optuna.trial.FrozenTrial) -> str:
+    """Why an abandoned trial was failed: its worker's process gone, or its heartbeat lapsed."""
+    return t.user_attrs.get('abandoned', f'no heartbeat for {self.stale_after} s')
+
   @classmethod
   def _live(cls, t: optuna.trial.FrozenTrial) -> bool:
     return 'duplicate_of' not in t.user_attrs and not cls.abandoned(t)
@@ -226,8 +230,7 @@ class Sweep:
           study.enqueue_trial(self._params(t), user_attrs={
               **{k: v for k, v in t.user_attrs.items() if k in ('key', 'stage', 'space')},
               'requeued_from': t.number})
-          reason = t.user_attrs.get('abandoned', f'no heartbeat for {self.stale_after} s')
-          self._print(f'trial {key} (#{t.number}) was left RUNNING ({reason}); '
+          self._print(f'trial {key} (#{t.number}) was left RUNNING ({self._why_abandoned(t)}); '
                       're-queued, it resumes from its checkpoint')
         elif key not in existing:
           study.enqueue_trial(values, user_attrs={
@@ -340,8 +343,7 @@ class Sweep:
       # trial failed, that copy is now the key's canonical trial and runs it.
       t = lost[-1]
       trial.set_user_attr('requeued_from', t.number)
-      reason = t.user_attrs.get('abandoned', f'no heartbeat for {self.stale_after} s')
-      self._print(f'trial {key} (#{t.number}) was left RUNNING ({reason}); '
+      self._print(f'trial {key} (#{t.number}) was left RUNNING ({self._why_abandoned(t)}); '
                   f'its queued copy #{trial.number} runs it')
     owner = {'host': self._host, 'pid': self._me.pid, 'start': self._me.start}
     trial.set_user_attr('owner', owner)
