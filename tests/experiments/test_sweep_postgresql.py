@@ -43,7 +43,7 @@ def _canonical(rows):
 def test_two_workers_on_two_workdirs_run_each_trial_exactly_once(files, postgresql_url):
   env = stand_in.env(files)
   workdirs = [files / 'host_a', files / 'host_b']
-  args = ['--config.sweep.num_trials=6', '--config.sleep=0.2', f'--storage={postgresql_url}']
+  args = ['--config.sweep.num_trials=6', '--config.sleep=0.5', f'--storage={postgresql_url}']
   procs = [subprocess.Popen(stand_in.cli(files, w, *args), cwd=stand_in.ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for w in workdirs]
@@ -97,12 +97,15 @@ def test_a_worker_killed_mid_trial_loses_no_other_result(files, backend, request
           f'--storage={url}', '--heartbeat_s=1', '--stale_after=3']
   worker_a = subprocess.Popen(stand_in.cli(files, a, *args), cwd=stand_in.ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  worker_b = subprocess.Popen(stand_in.cli(files, b, *args), cwd=stand_in.ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  worker_b = None
   try:
-    # A has finished one trial and is at step >= 2 of 8 in another.
-    _wait(lambda: any(_step(a, k) == 8 for k in keys) and
-          any(2 <= _step(a, k) < 8 for k in keys), 120, 'worker A mid-trial')
+    # B joins once A has finished a trial: started together, a slow start of A
+    # under load could leave B all the trials and A none to be killed in.
+    _wait(lambda: any(_step(a, k) == 8 for k in keys), 120, 'worker A to finish a trial')
+    worker_b = subprocess.Popen(stand_in.cli(files, b, *args), cwd=stand_in.ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A is at step >= 2 of 8 in another trial.
+    _wait(lambda: any(2 <= _step(a, k) < 8 for k in keys), 120, 'worker A mid-trial')
     worker_a.send_signal(signal.SIGKILL)
     worker_a.wait()
     done_by_a = [k for k in keys if _step(a, k) == 8]
@@ -112,7 +115,7 @@ def test_a_worker_killed_mid_trial_loses_no_other_result(files, backend, request
     out = worker_b.communicate(timeout=180)[0]
   finally:
     for p in (worker_a, worker_b):
-      if p.poll() is None:
+      if p is not None and p.poll() is None:
         p.kill()
         p.wait()
   assert worker_b.returncode == 0, out
