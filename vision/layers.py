@@ -120,7 +120,8 @@ def drop_path_rates(rate: float, depths: Sequence[int]) -> list[list[float]]:
 
 def apply_blocks(block_cls: type[nn.Module], kwargs: dict[str, Any], x: jax.Array,
                  per_block: Sequence[Any], name: str, scan: bool = False,
-                 remat: bool = False) -> jax.Array:
+                 remat: bool = False,
+                 last_kwargs: Optional[dict[str, Any]] = None) -> jax.Array:
   """x ← block_ℓ(x, a_ℓ) for ℓ = 0 … L−1 (L = len(per_block)); call inside a compact method.
 
   `block_cls(**kwargs)(x, a)` must return `(x, None)`; a_ℓ = `per_block[ℓ]` is
@@ -136,7 +137,10 @@ def apply_blocks(block_cls: type[nn.Module], kwargs: dict[str, Any], x: jax.Arra
   top level (jax-ml/jax#12868): with the portable kernels, scanning blocks
   that convolve (PVT's and MiT's spatial reduction, MiT's depthwise conv) is
   for GPU/TPU; the tuned CPU kernels spell those convolutions as matmuls and
-  shifted adds.
+  shifted adds. `last_kwargs` update block L−1's kwargs where the blocks are
+  unrolled; a scanned stack shares one definition and ignores them, so they
+  may narrow what the last block computes (ViT's class-token pooling: its
+  first row only) but not change the rows it returns.
   """
   if scan:
     if remat:
@@ -150,7 +154,8 @@ def apply_blocks(block_cls: type[nn.Module], kwargs: dict[str, Any], x: jax.Arra
   if remat:
     block_cls = nn.remat(block_cls, static_argnums=(2,))
   for i, a in enumerate(per_block):
-    x, _ = block_cls(**kwargs, name=f'{name}_{i}')(x, a)
+    own = {**kwargs, **last_kwargs} if last_kwargs and i == len(per_block) - 1 else kwargs
+    x, _ = block_cls(**own, name=f'{name}_{i}')(x, a)
   return x
 
 

@@ -19,12 +19,16 @@ def summary(name: str, batch_size: int = 1, **overrides: Any) -> dict[str, Any]:
   """Parameter count and forward multiply-accumulates of model `name`.
 
   GMACs come from XLA's cost analysis of the jitted forward pass at the
-  model's `img_size` (flops / 2, the vision papers' "FLOPs" convention).
+  model's `img_size` (flops / 2, the vision papers' "FLOPs" convention), of
+  the computation the papers count: a ViT's last block computes every
+  token's row (`full_last_block=True`) though the class-token head reads one.
 
   Returns:
     {'name', 'params', 'gmacs', 'img_size', 'batch_size'}.
   """
   module = registry.create_model(name, **overrides)
+  if hasattr(module, 'full_last_block') and 'full_last_block' not in overrides:
+    module = module.clone(full_last_block=True)
   size = getattr(module, 'img_size', 224)
   size = (size, size) if isinstance(size, int) else tuple(size)
   x = jax.ShapeDtypeStruct((batch_size, *size, getattr(module, 'in_chans', 3)), jnp.float32)

@@ -75,19 +75,29 @@ class Attention(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, deterministic: bool = True,
+               num_queries: Optional[int] = None) -> jax.Array:
+    """[B, T, D] → [B, T, D]; with `num_queries` = n, [B, n, D]: the outputs of
+    the first n tokens only, attending to all T keys and values."""
     b, t, d = x.shape
     qkv = layers.Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype,
                        kernel_init=layers.dense_init, name='qkv')(x)
     qkv = qkv.reshape(b, t, 3, self.num_heads, d // self.num_heads)
-    out = kernels.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    n = t if num_queries is None else num_queries
+    out = kernels.dot_product_attention(qkv[:, :n, 0], qkv[:, :, 1], qkv[:, :, 2])
     out = layers.Dense(d, dtype=self.dtype, kernel_init=layers.dense_init,
-                       name='proj')(out.reshape(b, t, d))
+                       name='proj')(out.reshape(b, n, d))
     return nn.Dropout(self.drop_rate)(out, deterministic=deterministic)
 
 
 class Block(nn.Module):
-  """Pre-norm transformer block; returns (z, None) so it can be scanned."""
+  """Pre-norm transformer block; returns (z, None) so it can be scanned.
+
+  `num_queries` = n computes z_ℓ at the first n tokens only (their attention
+  still reads all T keys and values): every row of z_ℓ depends on z_{ℓ−1}
+  only through K, V and its own row, so those n rows equal the full block's.
+  The last block of a class-token ViT needs no other row.
+  """
   num_heads: int
   mlp_ratio: float = 4.0
   qkv_bias: bool = True
@@ -95,12 +105,16 @@ class Block(nn.Module):
   deterministic: bool = True
   dtype: Dtype = jnp.float32
   norm_eps: float = 1e-6
+  num_queries: Optional[int] = None
 
   @nn.compact
   def __call__(self, x: jax.Array, drop_path_rate: Any = 0.0) -> tuple[jax.Array, None]:
     det = self.deterministic
     y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm1')(x)
-    y = Attention(self.num_heads, self.qkv_bias, self.drop_rate, self.dtype, name='attn')(y, det)
+    y = Attention(self.num_heads, self.qkv_bias, self.drop_rate, self.dtype,
+                  name='attn')(y, det, self.num_queries)
+    if self.num_queries is not None:
+      x = x[:, :self.num_queries]
     x = x + layers.drop_path(self, y, drop_path_rate, det)
     y = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm2')(x)
     y = layers.Mlp(int(x.shape[-1] * self.mlp_ratio), drop_rate=self.drop_rate,
@@ -122,6 +136,11 @@ class VisionTransformer(nn.Module):
       head (the paper's pre-training head); None: no such layer.
     pos_embed: 'learned' (E_pos a parameter) or 'sinusoidal' (fixed 2-D
       sin-cos, `sincos_pos_embed_2d`; embed_dim a multiple of 4).
+    full_last_block: compute every token's row in the last block. 'token'
+      pooling reads the class token alone, so by default the (unrolled) last
+      block computes that row only — the same logits for ≈ 1/L less work;
+      True is the computation the papers' FLOP counts describe
+      (`vision.summary` counts it).
   """
   num_classes: int = 1000
   img_size: Any = 224
@@ -142,6 +161,7 @@ class VisionTransformer(nn.Module):
   norm_eps: float = 1e-6
   representation_size: Optional[int] = None
   pos_embed: str = 'learned'
+  full_last_block: bool = False
 
   def grid_size(self) -> tuple[int, int]:
     """Token grid (H', W'): img/P for ViT, the stem's feature map / P for the hybrid."""
@@ -216,7 +236,9 @@ class VisionTransformer(nn.Module):
     kwargs = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
                   drop_rate=self.drop_rate, deterministic=not train, dtype=self.dtype,
                   norm_eps=self.norm_eps)
-    x = layers.apply_blocks(Block, kwargs, x, rates, 'blocks', self.scan_blocks, self.remat)
+    last = dict(num_queries=1) if self.pool == 'token' and not self.full_last_block else None
+    x = layers.apply_blocks(Block, kwargs, x, rates, 'blocks', self.scan_blocks, self.remat,
+                            last_kwargs=last)
 
     if self.pool == 'token':
       x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name='norm')(x)[:, 0]
