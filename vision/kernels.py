@@ -331,10 +331,27 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
   return _select(phases, portable, x)
 
 
-def _upsample_axis(x: jax.Array, axis: int, s: int) -> jax.Array:
-  """×s bilinear upsampling (align_corners=False) along `axis` (see `resize_bilinear`)."""
+def upsample_phases(x: jax.Array, factors: tuple[int, int]) -> list[list[jax.Array]]:
+  """The s_h·s_w phases of ×(s_h, s_w) bilinear upsampling of `[B, h, w, C]`.
+
+  phases[r][t] = resize_bilinear(x, (s_h·h, s_w·w))[:, r::s_h, t::s_w], each
+  `[B, h, w, C]`: the two-tap blends of shifted copies `resize_bilinear`
+  interleaves (see there), not interleaved. A per-pixel function of the
+  upsampled map summed over the image is its sum over the phases, so a loss
+  on upsampled logits needs no `[B, s_h·h, s_w·w, C]` array, nor the
+  interleaving copy and its transpose in the backward pass. The same math on
+  every platform.
+  """
+  factors = (int(factors[0]), int(factors[1]))
+  if min(factors) < 1:
+    raise ValueError(f'upsampling factors must be positive ints, got {factors}')
+  return [_axis_phases(row, 2, factors[1]) for row in _axis_phases(x, 1, factors[0])]
+
+
+def _axis_phases(x: jax.Array, axis: int, s: int) -> list[jax.Array]:
+  """[phase r of ×s bilinear upsampling (align_corners=False) along `axis`, r < s]."""
   if s == 1:
-    return x
+    return [x]
   n = x.shape[axis]
   take = lambda start, stop: jax.lax.slice_in_dim(x, start, stop, axis=axis)  # noqa: E731
   prev = jnp.concatenate([take(0, 1), take(0, n - 1)], axis=axis)   # x[max(q − 1, 0)]
@@ -343,8 +360,15 @@ def _upsample_axis(x: jax.Array, axis: int, s: int) -> jax.Array:
   for r in range(s):
     d = (r + 0.5) / s - 0.5
     out.append((-d) * prev + (1 + d) * x if d < 0 else (1 - d) * x + d * nxt)
-  out = jnp.stack(out, axis=axis + 1)
-  return out.reshape(*x.shape[:axis], n * s, *x.shape[axis + 1:])
+  return out
+
+
+def _upsample_axis(x: jax.Array, axis: int, s: int) -> jax.Array:
+  """×s bilinear upsampling (align_corners=False) along `axis` (see `resize_bilinear`)."""
+  if s == 1:
+    return x
+  out = jnp.stack(_axis_phases(x, axis, s), axis=axis + 1)
+  return out.reshape(*x.shape[:axis], x.shape[axis] * s, *x.shape[axis + 1:])
 
 
 # Initialisation --------------------------------------------------------------

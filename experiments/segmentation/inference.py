@@ -31,13 +31,14 @@ Outputs beyond (H, W) are filler for the label canvas's padding (ignore).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
 
 from vision import decoders
+from vision import kernels
 
 ApplyFn = Callable[[jax.Array], jax.Array]
 
@@ -55,6 +56,26 @@ def resize_logits(logits: jax.Array, size: Sequence[int]) -> jax.Array:
     return decoders.resize_bilinear(logits, size)
   shape = (logits.shape[0], *size, logits.shape[-1])
   return jax.image.resize(logits, shape, method='bilinear', antialias=False)
+
+
+def label_phases(logits: jax.Array, labels: jax.Array
+                 ) -> Optional[list[tuple[jax.Array, jax.Array]]]:
+  """[(up(z)[:, r::s_h, t::s_w], y[:, r::s_h, t::s_w])] over the s_h·s_w phases, or None.
+
+  For `[B, h, w, K]` logits z and `[B, H, W]` labels y with H = s_h·h and
+  W = s_w·w (integer factors, not both 1), up = `resize_logits` to (H, W);
+  each pair is `[B, h, w, K]`, `[B, h, w]` (`vision.kernels.upsample_phases`).
+  A per-pixel quantity summed over the image equals its sum over the pairs.
+  None for any other shapes.
+  """
+  if logits.ndim != 4 or labels.ndim != 3:
+    return None
+  (h, w), (big_h, big_w) = logits.shape[1:3], labels.shape[1:]
+  if big_h % h or big_w % w or (big_h, big_w) == (h, w):
+    return None
+  sh, sw = big_h // h, big_w // w
+  phases = kernels.upsample_phases(logits, (sh, sw))
+  return [(phases[r][t], labels[:, r::sh, t::sw]) for r in range(sh) for t in range(sw)]
 
 
 def whole_inference(apply_fn: ApplyFn, images: jax.Array,

@@ -50,12 +50,18 @@ def pixel_cross_entropy(logits: jax.Array, labels: jax.Array,
   chex.assert_rank(labels, logits.ndim - 1)
   if average not in AVERAGES:
     raise ValueError(f'average={average!r}; valid: {", ".join(AVERAGES)}')
-  logits = inference.resize_logits(logits, labels.shape[1:])
-  valid = labels != ignore_label
-  safe = jnp.where(valid, labels, 0).astype(jnp.int32)
-  xent = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe)
+  # At an integer upsampling factor the sums run over the phases of up(z)
+  # (`inference.label_phases`): the upsampled logits are never materialised.
+  pairs = inference.label_phases(logits, labels) or [
+      (inference.resize_logits(logits, labels.shape[1:]), labels)]
   axes = tuple(range(1, labels.ndim))
-  total = jnp.sum(jnp.where(valid, xent, 0.0), axis=axes)
+  total, count = 0.0, 0
+  for z, y in pairs:
+    valid = y != ignore_label
+    safe = jnp.where(valid, y, 0).astype(jnp.int32)
+    xent = optax.softmax_cross_entropy_with_integer_labels(z.astype(jnp.float32), safe)
+    total = total + jnp.sum(jnp.where(valid, xent, 0.0), axis=axes)
+    count = count + jnp.sum(valid, axis=axes)
   if average == 'all':
     return total / math.prod(labels.shape[1:])
-  return total / jnp.maximum(jnp.sum(valid, axis=axes), 1)
+  return total / jnp.maximum(count, 1)

@@ -81,11 +81,15 @@ class Segmentation:
     return seg_losses.pixel_cross_entropy(logits, labels, self.ignore_label, self.loss_average)
 
   def train_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-    pred = jnp.argmax(self._at_label_size(logits, labels), axis=-1)
-    valid = labels != self.ignore_label
+    pairs = inference.label_phases(logits, labels) or [
+        (self._at_label_size(logits, labels), labels)]
     axes = tuple(range(1, labels.ndim))
-    correct = jnp.sum((pred == labels) & valid, axis=axes)
-    return {'accuracy': correct / jnp.maximum(jnp.sum(valid, axis=axes), 1)}
+    correct, count = 0, 0
+    for z, y in pairs:
+      valid = y != self.ignore_label
+      correct = correct + jnp.sum((jnp.argmax(z, axis=-1) == y) & valid, axis=axes)
+      count = count + jnp.sum(valid, axis=axes)
+    return {'accuracy': correct / jnp.maximum(count, 1)}
 
   def predict(self, apply_fn: inference.ApplyFn, images: jax.Array) -> jax.Array:
     """Eval logits for `images` (the trainer resizes nothing; `eval_sums` does)."""
