@@ -58,6 +58,20 @@ def resize_logits(logits: jax.Array, size: Sequence[int]) -> jax.Array:
   return jax.image.resize(logits, shape, method='bilinear', antialias=False)
 
 
+def at_label_size(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """`logits` resized to the spatial size of `labels` (unchanged for per-image labels)."""
+  return resize_logits(logits, labels.shape[1:]) if labels.ndim > 1 else logits
+
+
+def label_pairs(logits: jax.Array, labels: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+  """(logits at label size, labels) pairs whose per-pixel sums are the image's.
+
+  The phases of `label_phases` at an integer upsampling factor, so the
+  upsampled logits are never materialised; else one pair, `at_label_size`.
+  """
+  return label_phases(logits, labels) or [(at_label_size(logits, labels), labels)]
+
+
 def label_phases(logits: jax.Array, labels: jax.Array
                  ) -> Optional[list[tuple[jax.Array, jax.Array]]]:
   """[(up(z)[:, r::s_h, t::s_w], y[:, r::s_h, t::s_w])] over the s_h·s_w phases, or None.

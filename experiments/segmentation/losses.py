@@ -50,13 +50,9 @@ def pixel_cross_entropy(logits: jax.Array, labels: jax.Array,
   chex.assert_rank(labels, logits.ndim - 1)
   if average not in AVERAGES:
     raise ValueError(f'average={average!r}; valid: {", ".join(AVERAGES)}')
-  # At an integer upsampling factor the sums run over the phases of up(z)
-  # (`inference.label_phases`): the upsampled logits are never materialised.
-  pairs = inference.label_phases(logits, labels) or [
-      (inference.resize_logits(logits, labels.shape[1:]), labels)]
   axes = tuple(range(1, labels.ndim))
   total, count = 0.0, 0
-  for z, y in pairs:
+  for z, y in inference.label_pairs(logits, labels):
     valid = y != ignore_label
     safe = jnp.where(valid, y, 0).astype(jnp.int32)
     xent = optax.softmax_cross_entropy_with_integer_labels(z.astype(jnp.float32), safe)

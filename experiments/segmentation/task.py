@@ -74,18 +74,13 @@ class Segmentation:
       raise ValueError(f"eval_mode='slide' needs crop and stride (got crop={self.crop!r}, "
                        f'stride={self.stride!r})')
 
-  def _at_label_size(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return inference.resize_logits(logits, labels.shape[1:]) if labels.ndim > 1 else logits
-
   def losses(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
     return seg_losses.pixel_cross_entropy(logits, labels, self.ignore_label, self.loss_average)
 
   def train_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-    pairs = inference.label_phases(logits, labels) or [
-        (self._at_label_size(logits, labels), labels)]
     axes = tuple(range(1, labels.ndim))
     correct, count = 0, 0
-    for z, y in pairs:
+    for z, y in inference.label_pairs(logits, labels):
       valid = y != self.ignore_label
       correct = correct + jnp.sum((jnp.argmax(z, axis=-1) == y) & valid, axis=axes)
       count = count + jnp.sum(valid, axis=axes)
@@ -104,7 +99,7 @@ class Segmentation:
     if (image_size is None) != (label_size is None):
       raise ValueError('eval_sums needs both image_size and label_size, or neither')
     if image_size is None:
-      logits = self._at_label_size(logits, labels)
+      logits = inference.at_label_size(logits, labels)
     else:
       logits = inference.resize_to_labels(logits, image_size, label_size, labels.shape[1:3])
     mask_f = mask.astype(jnp.float32)
