@@ -60,13 +60,10 @@ def _config(model: str):
   return c
 
 
-def _seconds_per_step(step: Any, carry: dict[str, Any], args: tuple, steps: int, every: int,
-                      mode: str) -> float:
-  """Wall seconds per step of `steps` steps saving every `every` ('none' | 'sync' | 'async').
-
-  `carry['state']` is the (donated) train state, carried from window to window.
-  """
-  state = carry['state']
+def _seconds_per_step(step: Any, state: Any, args: tuple, steps: int, every: int,
+                      mode: str) -> tuple[float, Any]:
+  """(wall seconds per step of `steps` steps saving every `every` ('none' | 'sync' |
+  'async'), the state after them): the donated state is carried to the next window."""
   with tempfile.TemporaryDirectory() as workdir:
     ckpt = (None if mode == 'none' else
             checkpointing.Checkpointer(workdir, keep=2, async_save=mode == 'async'))
@@ -82,8 +79,7 @@ def _seconds_per_step(step: Any, carry: dict[str, Any], args: tuple, steps: int,
     seconds = (time.perf_counter() - t0) / steps
     if ckpt is not None:
       ckpt.close()
-  carry['state'] = state
-  return seconds
+  return seconds, state
 
 
 def _measure(label: str, model: str, steps: int, every: int, repeats: int
@@ -93,12 +89,12 @@ def _measure(label: str, model: str, steps: int, every: int, repeats: int
   step, state, args = bare_step(setup)
   state, out = step(state, *args)  # compiled once, outside every window
   jax.block_until_ready((state, out))
-  carry = {'state': state}
   modes = ('none', 'sync', 'async')
   samples = {m: [] for m in modes}
   for _ in range(repeats):
     for m in modes:
-      samples[m].append(_seconds_per_step(step, carry, args, steps, every, m))
+      seconds, state = _seconds_per_step(step, state, args, steps, every, m)
+      samples[m].append(seconds)
   ms = {m: 1e3 * statistics.median(v) for m, v in samples.items()}
   overhead = {m: ms[m] - ms['none'] for m in ('sync', 'async')}
   extra = {'every': every, 'steps': steps, 'repeats': repeats, 'state_mb': state_bytes / 2**20,
