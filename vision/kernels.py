@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -286,6 +287,8 @@ def _head_major_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
   scores = jnp.einsum('bhqd,bhkd->bhqk', q * np.asarray(q.shape[-1] ** -0.5, q.dtype), k)
   if bias is not None:
+    if bias.ndim == 4 and bias.shape[0] == 1 < scores.shape[0]:
+      bias = broadcast_leading(bias[0], scores.shape[0])
     scores = scores + bias
   softmax_dtype = jnp.promote_types(q.dtype, jnp.float32)
   scores = scores.astype(softmax_dtype)
@@ -294,6 +297,44 @@ def _head_major_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   out = jnp.einsum('bhqk,bhkd->bhqd', unnormalised.astype(v.dtype), v,
                    preferred_element_type=softmax_dtype)
   return (out / total).astype(v.dtype).transpose(0, 2, 1, 3)
+
+
+def broadcast_leading(x: jax.Array, n: int) -> jax.Array:
+  """[*s] → [n, *s], every slice equal to x; the gradient sums the n slices.
+
+  An additive bias shared by the batch (Swin's relative position bias, its
+  shifted-window mask) is broadcast this way, and its gradient is the sum of
+  the score gradients over the batch. Portable: `jnp.broadcast_to`, whose
+  gradient is XLA's reduction over the leading axis. Tuned: that sum as the
+  matrix–vector product 1ᵀ·G over G reshaped to [n, ∏s], because XLA:CPU
+  reduces a short major axis over a large minor extent at a small fraction of
+  memory bandwidth while a GEMV streams it.
+  """
+  n = int(n)
+  if n < 1:
+    raise ValueError(f'broadcast_leading needs n >= 1, got {n}')
+  return _broadcast_leading(x, n)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _broadcast_leading(x: jax.Array, n: int) -> jax.Array:
+  return jnp.broadcast_to(x[None], (n,) + x.shape)
+
+
+def _broadcast_leading_fwd(x: jax.Array, n: int) -> tuple[jax.Array, None]:
+  return _broadcast_leading(x, n), None
+
+
+def _broadcast_leading_bwd(n: int, _, g: jax.Array) -> tuple[jax.Array]:
+  def gemv(g):
+    ones = jnp.ones((1, n), g.dtype)
+    return jnp.matmul(ones, g.reshape(n, -1), precision=jax.lax.Precision.HIGHEST,
+                      preferred_element_type=g.dtype).reshape(g.shape[1:])
+
+  return (_select(gemv, lambda g: jnp.sum(g, axis=0), g),)
+
+
+_broadcast_leading.defvjp(_broadcast_leading_fwd, _broadcast_leading_bwd)
 
 
 # Bilinear resize -------------------------------------------------------------

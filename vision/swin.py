@@ -161,7 +161,7 @@ class WindowAttention(nn.Module):
     if mask is not None:
       num_windows = mask.shape[0]
       bias = bias + jnp.asarray(mask)[:, None]  # [nW, heads, r², r²]
-      bias = jnp.broadcast_to(bias[None], (bw // num_windows,) + bias.shape)
+      bias = kernels.broadcast_leading(bias, bw // num_windows)
       bias = bias.reshape(bw, self.num_heads, n, n)
 
     qkv = layers.Dense(3 * c, dtype=self.dtype, kernel_init=layers.dense_init, name='qkv')(x)

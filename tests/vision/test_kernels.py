@@ -195,6 +195,34 @@ def test_attention(dtype, with_bias, kv_len):
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('n, shape', [(1, (3, 5)), (4, (2, 7, 7)), (9, (6,))])
+def test_broadcast_leading(dtype, n, shape):
+  x = _randn(0, shape, dtype)
+  out = _both(lambda x: kernels.broadcast_leading(x, n), x)
+  y, (g,) = out['tuned']
+  assert y.shape == (n, *shape) and g.shape == shape
+  np.testing.assert_array_equal(np.asarray(y, np.float32),
+                                np.broadcast_to(np.asarray(x, np.float32), (n, *shape)))
+  _assert_same(out, dtype, scale=n)
+
+
+def test_broadcast_leading_gradient_is_the_sum_over_slices_in_float64(x64):
+  del x64
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 4)))
+  w = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3, 4, 4)))
+  for mode in ('tuned', 'portable'):
+    with kernels.use(mode):
+      g = jax.jit(jax.grad(lambda x: jnp.sum(kernels.broadcast_leading(x, 5) * w)))(x)
+    assert g.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w).sum(0), rtol=1e-13, atol=1e-13)
+
+
+def test_broadcast_leading_rejects_an_empty_batch():
+  with pytest.raises(ValueError, match='n >= 1, got 0'):
+    kernels.broadcast_leading(jnp.zeros(3), 0)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('size', [(14, 20), (7, 5), (28, 5)])
 def test_resize_bilinear(dtype, size):
   x = _randn(0, (2, 7, 5, 3), dtype)
