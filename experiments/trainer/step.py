@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import optim
 from experiments import mixing
 from experiments.trainer import optimizer as optimizer_lib
 from experiments.trainer.state import AXIS
@@ -236,9 +237,9 @@ def make_train_step(setup: Setup, axis: Optional[str] = AXIS, shards: int = 1,
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optim.global_norm(grads)
     out['grad_norm'] = grad_norm
-    out['param_norm'] = optax.global_norm(params)
+    out['param_norm'] = optim.global_norm(params)
     if schedule is not None:
       out['lr'] = jnp.asarray(schedule(state.step), jnp.float32)
     out['finite'] = jnp.isfinite(objective) & jnp.isfinite(grad_norm)

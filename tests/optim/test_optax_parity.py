@@ -92,6 +92,26 @@ def test_torch_defaults_differ_from_optax(key, trajectories):
   assert err > 1e-4, f'{key}: defaults unexpectedly match optax ({err:.3g})'
 
 
+def test_global_norm_over_large_and_small_leaves_of_mixed_dtypes(x64):
+  """Small leaves are reduced together, large ones alone: the same sum, another order."""
+  rng = np.random.default_rng(0)
+  tree = {'kernel': rng.normal(size=(300, 400)), 'bias': rng.normal(size=(400,)),
+          'scale': np.float32(rng.normal(size=(7, 3))),
+          'emb': np.float32(rng.normal(size=(2, 70000))),
+          'half': jax.numpy.asarray(rng.normal(size=(5,)), jax.numpy.bfloat16),
+          'empty': np.zeros((0, 3))}
+  tree = jax.tree.map(jax.numpy.asarray, tree)
+  exact = np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)))
+  norm = jax.jit(optim.global_norm)(tree)
+  assert norm.dtype == np.float64
+  np.testing.assert_allclose(float(norm), exact, rtol=1e-6)  # float32 leaves sum in float32
+  f64 = jax.tree.map(lambda x: x.astype(np.float64), tree)
+  np.testing.assert_allclose(float(jax.jit(optim.global_norm)(f64)), exact, rtol=1e-14)
+  small = optim.global_norm({'b': jax.numpy.ones((3,), jax.numpy.bfloat16)})
+  assert small.dtype == np.float32 and float(small) == np.float32(np.sqrt(3.0))
+  assert float(optim.global_norm({})) == 0.0
+
+
 def test_clip_by_global_norm_matches_optax(x64):
   grads = jax.tree.map(lambda g: g[0], helpers.grad_sequence(1, np.float64))
   norm = float(optax.global_norm(grads))
