@@ -33,9 +33,8 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.zeros([], jnp.float32)
   small = [jnp.ravel(x) for x in leaves if x.size <= _CONCAT_MAX_SIZE]
   sq = [jnp.sum(jnp.square(x)) for x in leaves if x.size > _CONCAT_MAX_SIZE]
-  if small:
-    dtype = jnp.result_type(*small)
-    sq.append(jnp.sum(jnp.square(jnp.concatenate([x.astype(dtype) for x in small]))))
+  if small:  # jnp.concatenate promotes mixed float32/float64 leaves itself
+    sq.append(jnp.sum(jnp.square(jnp.concatenate(small))))
   return jnp.sqrt(sum(sq))
 
 
