@@ -81,21 +81,49 @@ def pad_crop(images: np.ndarray, seed: int, positions: np.ndarray, pad: int = 4,
   """Zero-pads `pad` pixels on each side, then takes a random crop of the original size.
 
   Offsets are uniform on {0, ..., 2 pad} in each axis (the CIFAR recipe of
-  He et al., 2016).
+  He et al., 2016): crop i = padded[i, dy_i : dy_i + H, dx_i : dx_i + W].
   """
   n, h, w = images.shape[:3]
   dy = np.floor(uniform(seed, positions, stream=1) * (2 * pad + 1)).astype(np.int64)
   dx = np.floor(uniform(seed, positions, stream=2) * (2 * pad + 1)).astype(np.int64)
   out = []
   for x in (images, *extra):
-    crops = np.zeros_like(x)
-    for i in range(n):  # one slice copy per example beats a padded fancy-index gather
-      # Output row r shows input row r + dy - pad; copy the rows/cols that exist.
-      oy, ox = dy[i] - pad, dx[i] - pad
-      crops[i, max(0, -oy):h - max(0, oy), max(0, -ox):w - max(0, ox)] = (
-          x[i, max(0, oy):h + min(0, oy), max(0, ox):w + min(0, ox)])
-    out.append(crops)
+    if x[0].size <= _GATHER_MAX_ELEMENTS:
+      out.append(_pad_crop_gather(x, dy, dx, pad))
+    else:
+      out.append(_pad_crop_slices(x, dy, dx, pad))
   return tuple(out)
+
+
+# Per-example size up to which one strided gather over the batch beats a slice copy per
+# example (the loop's Python overhead dominates small images, the gather's element-wise
+# copy large ones).
+_GATHER_MAX_ELEMENTS = 8192
+
+
+def _pad_crop_gather(x: np.ndarray, dy: np.ndarray, dx: np.ndarray, pad: int) -> np.ndarray:
+  n, h, w = x.shape[:3]
+  padded = np.zeros((n, h + 2 * pad, w + 2 * pad) + x.shape[3:], x.dtype)
+  padded[:, pad:pad + h, pad:pad + w] = x
+  s = padded.strides
+  # windows[i, a, b] is the view padded[i, a:a + h, b:b + w] (read-only, no copy).
+  windows = np.lib.stride_tricks.as_strided(
+      padded, (n, 2 * pad + 1, 2 * pad + 1, h, w) + x.shape[3:],
+      (s[0], s[1], s[2], s[1], s[2]) + s[3:], writeable=False)
+  return windows[np.arange(n), dy, dx]
+
+
+def _pad_crop_slices(x: np.ndarray, dy: np.ndarray, dx: np.ndarray, pad: int) -> np.ndarray:
+  h, w = x.shape[1:3]
+  crops = np.zeros_like(x)
+  # Python ints: numpy scalars make the per-example bounds arithmetic slow.
+  for i, (oy, ox) in enumerate(zip((dy - pad).tolist(), (dx - pad).tolist())):
+    # Output row r shows input row r + oy; copy the rows/cols that exist (none when the
+    # offset exceeds the image, pad > H).
+    y0, x0 = max(0, -oy), max(0, -ox)
+    y1, x1 = max(y0, min(h, h - oy)), max(x0, min(w, w - ox))
+    crops[i, y0:y1, x0:x1] = x[i, y0 + oy:y1 + oy, x0 + ox:x1 + ox]
+  return crops
 
 
 def crop_and_resize(images: np.ndarray, top: np.ndarray, left: np.ndarray,

@@ -217,6 +217,27 @@ def test_pad_crop_and_flip_keep_image_and_mask_aligned():
     np.testing.assert_array_equal(np.where(want_mask >= 0, flip_mask[i], -1), want_mask)
 
 
+@pytest.mark.parametrize('shape,pad', [((16, 10, 7, 3), 4), ((9, 30, 40, 8), 3), ((5, 5, 6), 9),
+                                       ((12, 3, 3, 1), 1)])
+def test_pad_crop_gather_and_slice_paths_agree_with_numpy_pad(shape, pad):
+  rng = np.random.default_rng(1)
+  images = rng.random(shape).astype(np.float32)
+  labels = rng.integers(0, 255, shape[:3]).astype(np.uint8)
+  pos = np.arange(len(images)) * 7 + 3
+  dy = np.floor(augment.uniform(2, pos, 1) * (2 * pad + 1)).astype(int)
+  dx = np.floor(augment.uniform(2, pos, 2) * (2 * pad + 1)).astype(int)
+  h, w = shape[1:3]
+  for x in (images, labels):
+    padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 3))
+    want = np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(len(x))])
+    for path in (augment._pad_crop_gather, augment._pad_crop_slices):
+      got = path(x, dy, dx, pad)
+      assert got.dtype == x.dtype and got.flags.c_contiguous
+      np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(augment.pad_crop(images, 2, pos, pad, extra=[labels])[1],
+                                augment._pad_crop_slices(labels, dy, dx, pad))
+
+
 def test_inception_boxes_respect_area_and_ratio():
   top, left, h, w = augment.inception_boxes(0, np.arange(4000), 64, 48)
   assert np.all((top >= 0) & (left >= 0) & (top + h <= 64) & (left + w <= 48))
