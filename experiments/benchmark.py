@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from experiments.benchmarks import machine
 
@@ -54,6 +56,14 @@ def main(argv: list[str]) -> None:
     print(f'Unknown benchmark section(s) {unknown}; valid: {", ".join(SECTIONS)}',
           file=sys.stderr)
     sys.exit(2)
+  if _JSON.value:
+    folder = os.path.dirname(os.path.abspath(_JSON.value))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+      print(f'--json={_JSON.value}: {folder} is not a writable directory', file=sys.stderr)
+      sys.exit(2)
+  if not flags.FLAGS['verbosity'].present:
+    # The trainer's checkpoint library logs every save at INFO; the BENCH lines are the output.
+    logging.set_verbosity(logging.WARNING)
   header = machine.describe(_QUICK.value)
   print(machine.format_header(header), flush=True)
   print('BENCH_HEADER ' + json.dumps(header), flush=True)

@@ -47,3 +47,12 @@ def test_unknown_section_is_one_line_and_exit_2(tmp_path):
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and 'nosuch' in lines[0] and 'optim' in lines[0], proc.stderr
   assert not out_file.exists()
+
+
+def test_unwritable_json_folder_is_one_line_and_exit_2(tmp_path):
+  out_file = tmp_path / 'no_such_folder' / 'bench.json'
+  proc = _run('--only=optim', f'--json={out_file}')
+  assert proc.returncode == 2
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and 'no_such_folder' in lines[0], proc.stderr
+  assert not out_file.parent.exists() and 'BENCH' not in proc.stdout
