@@ -88,7 +88,7 @@ def pad_crop(images: np.ndarray, seed: int, positions: np.ndarray, pad: int = 4,
   dx = np.floor(uniform(seed, positions, stream=2) * (2 * pad + 1)).astype(np.int64)
   out = []
   for x in (images, *extra):
-    if x[0].size <= _GATHER_MAX_ELEMENTS:
+    if np.prod(x.shape[1:]) <= _GATHER_MAX_ELEMENTS:  # per example; an empty batch too
       out.append(_pad_crop_gather(x, dy, dx, pad))
     else:
       out.append(_pad_crop_slices(x, dy, dx, pad))

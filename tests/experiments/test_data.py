@@ -236,6 +236,8 @@ def test_pad_crop_gather_and_slice_paths_agree_with_numpy_pad(shape, pad):
       np.testing.assert_array_equal(got, want)
   np.testing.assert_array_equal(augment.pad_crop(images, 2, pos, pad, extra=[labels])[1],
                                 augment._pad_crop_slices(labels, dy, dx, pad))
+  empty = augment.pad_crop(images[:0], 2, pos[:0], pad)[0]
+  assert empty.shape == (0,) + shape[1:] and empty.dtype == images.dtype
 
 
 def test_inception_boxes_respect_area_and_ratio():
