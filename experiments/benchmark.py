@@ -58,7 +58,10 @@ def main(argv: list[str]) -> None:
     sys.exit(2)
   if _JSON.value:
     folder = os.path.dirname(os.path.abspath(_JSON.value))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+    if os.path.isdir(_JSON.value):
+      print(f'--json={_JSON.value} is a directory; give a file path', file=sys.stderr)
+      sys.exit(2)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
       print(f'--json={_JSON.value}: {folder} is not a writable directory', file=sys.stderr)
       sys.exit(2)
   if not flags.FLAGS['verbosity'].present:

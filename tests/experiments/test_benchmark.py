@@ -56,3 +56,7 @@ def test_unwritable_json_folder_is_one_line_and_exit_2(tmp_path):
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and 'no_such_folder' in lines[0], proc.stderr
   assert not out_file.parent.exists() and 'BENCH' not in proc.stdout
+  proc = _run('--only=optim', f'--json={tmp_path}')
+  assert proc.returncode == 2
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and 'is a directory' in lines[0], proc.stderr
