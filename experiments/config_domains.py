@@ -211,7 +211,7 @@ FIXED: dict[str, Domain | Callable[[], Domain]] = {
     'checkpoint_every': NON_NEGATIVE_INT,
     'keep_checkpoints': COUNT,
     'async_checkpoints': BOOL,
-    'prefetch': COUNT,
+    'prefetch': NON_NEGATIVE_INT.or_none(),
     'distributed': BOOL,
     'parallelism': lambda: one_of(*_parallelisms()),
     'data.name': STR,

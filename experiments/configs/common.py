@@ -84,7 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.async_checkpoints = True
-  c.prefetch = 2
+  # Batches a background thread places on the devices ahead; None: 0 on CPU, else 2.
+  c.prefetch = ml_collections.FieldReference(None, field_type=int)
   c.distributed = False
   c.parallelism = 'pmap'  # 'pmap' | 'jit' | 'fsdp' (docs/experiments.md, "Parallelism")
   c.mixup = mixing.default_config()  # Mixup/CutMix on device; off (both alphas 0)

@@ -20,11 +20,13 @@ from experiments.data.pipeline import iterate
 from experiments.data.pipeline import make_eval_iterator
 from experiments.data.pipeline import make_train_iterator
 from experiments.data.pipeline import measure_throughput
+from experiments.data.prefetch import default_size as default_prefetch
 from experiments.data.prefetch import prefetch_to_device
 from experiments.data.source import DatasetInfo
 
 __all__ = [
-    'AUGMENTATIONS', 'DatasetInfo', 'check_batch', 'default_config', 'eval_image_shapes',
+    'AUGMENTATIONS', 'DatasetInfo', 'check_batch', 'default_config', 'default_prefetch',
+    'eval_image_shapes',
     'get_info', 'iterate',
     'make_eval_iterator', 'make_train_iterator', 'measure_throughput', 'prefetch_to_device',
 ]

@@ -6,6 +6,13 @@ devices with `jax.device_put` and a `NamedSharding` that splits the
 leading axis D over them (what the removed `jax.device_put_sharded` did), so
 the arrays are ready for a `pmap`'d step. Order is preserved and
 `size` bounds how many batches are in flight.
+
+`size=0` prepares each batch in the consumer's own thread when it is asked
+for. That is the better choice when the step runs on the host's CPUs
+(`default_size`): XLA:CPU already keeps every core busy, so a producer
+thread cannot overlap with the step, only preempt its workers (a
+preempted worker stalls the others at the end of their fused loop) and
+take the GIL from the thread that dispatches the step.
 """
 from __future__ import annotations
 
@@ -23,6 +30,11 @@ def _shard(batch: Any, sharding: jax.sharding.Sharding) -> Any:
   return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), batch)
 
 
+def default_size(devices: Sequence[jax.Device]) -> int:
+  """Batches to prefetch when the config leaves it to the trainer: 0 on CPU devices, else 2."""
+  return 0 if all(d.platform == 'cpu' for d in devices) else 2
+
+
 def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
                        devices: Optional[Sequence[jax.Device]] = None,
                        place: Optional[Callable[[Any], Any]] = None) -> Iterator[Any]:
@@ -30,17 +42,27 @@ def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
 
   Args:
     iterator: yields pytrees of arrays with leading axis len(devices).
-    size: batches transferred ahead of the consumer (>= 1).
+    size: batches transferred ahead of the consumer by a background thread;
+      0: none, each batch is placed in the consumer's thread on request.
     devices: defaults to `jax.local_devices()`.
     place: host batch -> device batch, instead of the split over `devices`
       (the jit trainer's global arrays on its mesh).
   """
-  if size < 1:
-    raise ValueError(f'size={size} must be >= 1')
+  if size < 0:
+    raise ValueError(f'size={size} must be >= 0')
   devices = list(devices or jax.local_devices())
   # Leading axis split over the devices: what `pmap` (and `shard_map`) consume.
   sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ('batch',)),
                                         jax.sharding.PartitionSpec('batch'))
+  if size == 0:
+    return (place(batch) if place is not None else _shard(batch, sharding)
+            for batch in iterator)
+  return _threaded(iterator, size, sharding, place)
+
+
+def _threaded(iterator: Iterator[Any], size: int, sharding: jax.sharding.Sharding,
+              place: Optional[Callable[[Any], Any]]) -> Iterator[Any]:
+  """The background-thread prefetcher of `prefetch_to_device` (size >= 1)."""
   q: queue.Queue = queue.Queue(maxsize=size)
   stop = threading.Event()
 

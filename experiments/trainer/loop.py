@@ -112,7 +112,10 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
       num_local_devices=setup.num_local_devices, process_index=jax.process_index(),
       process_count=jax.process_count(), full_batch=config.full_batch)
   par = parallel.make(setup)
-  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch', 2), setup.devices,
+  prefetch = config.get('prefetch')
+  if prefetch is None:
+    prefetch = data_lib.default_prefetch(setup.devices)
+  train_iter = data_lib.prefetch_to_device(train_iter, prefetch, setup.devices,
                                            place=par.place_batch)
   eval_batches = data_lib.make_eval_iterator(
       config.data, setup.eval_batch, setup.num_local_devices, jax.process_index(),

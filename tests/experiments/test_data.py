@@ -1,6 +1,7 @@
 """Input pipeline: digits and image folders (numpy path; no TensorFlow import)."""
 import itertools
 import os
+import threading
 
 import jax
 import numpy as np
@@ -340,6 +341,47 @@ def test_prefetch_to_device_shards_and_preserves_order():
   next(it)
   with pytest.raises(RuntimeError, match='source broke'):
     next(it)
+
+
+def test_prefetch_size_zero_places_in_the_callers_thread_with_the_same_batches():
+  cfg = _cfg()
+  source = lambda: itertools.islice(data.make_train_iterator(cfg, 64, 0, num_local_devices=8), 3)  # noqa: E731
+  threaded = list(data.prefetch_to_device(iter(source()), size=2))
+  seen_in = []
+
+  def traced():
+    for batch in source():
+      seen_in.append(threading.current_thread())
+      yield batch
+
+  inline = list(data.prefetch_to_device(traced(), size=0))
+  assert seen_in == [threading.current_thread()] * 3
+  assert len(inline) == len(threaded) == 3
+  for a, b in zip(inline, threaded):
+    assert a['image'].sharding == b['image'].sharding
+    for key in a:
+      np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+
+  def failing():
+    yield next(source())
+    raise RuntimeError('source broke')
+
+  it = data.prefetch_to_device(failing(), size=0)
+  next(it)
+  with pytest.raises(RuntimeError, match='source broke'):
+    next(it)
+  with pytest.raises(ValueError, match='size=-1'):
+    data.prefetch_to_device(iter(source()), size=-1)
+
+
+def test_default_prefetch_is_inline_on_cpu_devices_and_two_on_accelerators():
+  class Device:
+    def __init__(self, platform):
+      self.platform = platform
+
+  assert data.default_prefetch(jax.local_devices()) == 0  # this host: CPU devices
+  assert data.default_prefetch([Device('gpu'), Device('gpu')]) == 2
+  assert data.default_prefetch([Device('tpu')]) == 2
 
 
 def test_measure_throughput_counts_images():

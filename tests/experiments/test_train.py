@@ -110,6 +110,19 @@ def test_sync_batch_norm_makes_eight_devices_match_one(tmp_path):
   assert np.abs(curve(per_device, 'train/loss') - curve(one, 'train/loss')).max() > 1e-3
 
 
+def test_inline_and_threaded_prefetch_train_identically(tmp_path):
+  """config.prefetch changes where batches are prepared, never which: same run, bit for bit."""
+  config = tiny_config(total_steps=4, eval_every=4, checkpoint_every=0)
+  assert config.prefetch is None  # the trainer picks: inline on these CPU devices
+  runs = {}
+  for prefetch in (None, 0, 3):
+    config.prefetch = prefetch
+    runs[prefetch] = run(config, tmp_path / str(prefetch))
+  for key in ('train/loss', 'grad_norm', 'param_norm', 'val/loss'):
+    np.testing.assert_array_equal(curve(runs[None], key), curve(runs[0], key), err_msg=key)
+    np.testing.assert_array_equal(curve(runs[0], key), curve(runs[3], key), err_msg=key)
+
+
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
   base = run(tiny_config(total_steps=4, eval_every=0, checkpoint_every=0), tmp_path / 'a')
   accum = run(tiny_config(total_steps=4, eval_every=0, checkpoint_every=0, accum_steps=4),
