@@ -241,12 +241,17 @@ class Sweep:
   # --- trials whose worker died -------------------------------------------------------
 
   def _abandon_dead(self, study: optuna.Study) -> None:
-    """Fails the RUNNING trials whose worker died: by Optuna's heartbeat on any
-    storage; at once on SQLite, whose workers all run on this host, when the
-    worker's process is gone (its orphaned trial process, if any, is killed)."""
+    """Fails the RUNNING trials whose worker died: at once on SQLite, whose
+    workers all run on this host, when the worker's process is gone (its
+    orphaned trial process, if any, is killed); then by Optuna's heartbeat on
+    any storage. The process check goes first so that a dead local worker's
+    trial names it as the reason even when its heartbeat has lapsed as well."""
+    if storage_lib.is_local(self.storage_url):  # pids of other hosts mean nothing here
+      self._abandon_gone_workers(study)
     optuna.storages.fail_stale_trials(study)
-    if not storage_lib.is_local(self.storage_url):
-      return  # pids of other hosts (or containers) mean nothing here
+
+  def _abandon_gone_workers(self, study: optuna.Study) -> None:
+    """Fails the RUNNING trials of this host whose worker process is gone."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
       owner = t.user_attrs.get('owner')
       if not owner or owner.get('host') != self._host or 'key' not in t.user_attrs:
