@@ -16,6 +16,7 @@ take the GIL from the thread that dispatches the step.
 """
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -35,7 +36,7 @@ def default_size(devices: Sequence[jax.Device]) -> int:
   return 0 if all(d.platform == 'cpu' for d in devices) else 2
 
 
-def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
+def prefetch_to_device(iterator: Iterator[Any], size: Optional[int] = 2,
                        devices: Optional[Sequence[jax.Device]] = None,
                        place: Optional[Callable[[Any], Any]] = None) -> Iterator[Any]:
   """Yields the batches of `iterator` as device arrays sharded over `devices`.
@@ -43,25 +44,29 @@ def prefetch_to_device(iterator: Iterator[Any], size: int = 2,
   Args:
     iterator: yields pytrees of arrays with leading axis len(devices).
     size: batches transferred ahead of the consumer by a background thread;
-      0: none, each batch is placed in the consumer's thread on request.
+      0: none, each batch is placed in the consumer's thread on request;
+      None: `default_size(devices)`.
     devices: defaults to `jax.local_devices()`.
     place: host batch -> device batch, instead of the split over `devices`
       (the jit trainer's global arrays on its mesh).
   """
+  devices = list(devices or jax.local_devices())
+  if size is None:
+    size = default_size(devices)
   if size < 0:
     raise ValueError(f'size={size} must be >= 0')
-  devices = list(devices or jax.local_devices())
-  # Leading axis split over the devices: what `pmap` (and `shard_map`) consume.
-  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ('batch',)),
-                                        jax.sharding.PartitionSpec('batch'))
+  if place is None:
+    # Leading axis split over the devices: what `pmap` (and `shard_map`) consume.
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ('batch',)),
+                                          jax.sharding.PartitionSpec('batch'))
+    place = functools.partial(_shard, sharding=sharding)
   if size == 0:
-    return (place(batch) if place is not None else _shard(batch, sharding)
-            for batch in iterator)
-  return _threaded(iterator, size, sharding, place)
+    return (place(batch) for batch in iterator)  # a generator: the caller may close() it
+  return _threaded(iterator, size, place)
 
 
-def _threaded(iterator: Iterator[Any], size: int, sharding: jax.sharding.Sharding,
-              place: Optional[Callable[[Any], Any]]) -> Iterator[Any]:
+def _threaded(iterator: Iterator[Any], size: int, place: Callable[[Any], Any]
+              ) -> Iterator[Any]:
   """The background-thread prefetcher of `prefetch_to_device` (size >= 1)."""
   q: queue.Queue = queue.Queue(maxsize=size)
   stop = threading.Event()
@@ -69,7 +74,7 @@ def _threaded(iterator: Iterator[Any], size: int, sharding: jax.sharding.Shardin
   def producer():
     try:
       for batch in iterator:
-        item = place(batch) if place is not None else _shard(batch, sharding)
+        item = place(batch)
         while not stop.is_set():
           try:
             q.put(item, timeout=0.1)

@@ -112,10 +112,7 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
       num_local_devices=setup.num_local_devices, process_index=jax.process_index(),
       process_count=jax.process_count(), full_batch=config.full_batch)
   par = parallel.make(setup)
-  prefetch = config.get('prefetch')
-  if prefetch is None:
-    prefetch = data_lib.default_prefetch(setup.devices)
-  train_iter = data_lib.prefetch_to_device(train_iter, prefetch, setup.devices,
+  train_iter = data_lib.prefetch_to_device(train_iter, config.get('prefetch'), setup.devices,
                                            place=par.place_batch)
   eval_batches = data_lib.make_eval_iterator(
       config.data, setup.eval_batch, setup.num_local_devices, jax.process_index(),
@@ -204,7 +201,7 @@ def _train(setup: Setup, workdir: str, stop_request: preemption.StopRequest, pro
     if pending is not None:
       check(*pending)
   finally:
-    train_iter.close()  # stops and joins the prefetch thread before exit
+    train_iter.close()  # stops and joins the prefetch thread, if any, before exit
     writer.close()
     ckpt.close()
     if keeper is not None:
